@@ -1,0 +1,526 @@
+//! Routing configuration: providers, routes, limits, retry and deadline policy.
+//!
+//! The configuration is one JSON document (the `SWITCHYARD_CONFIG` variable, see
+//! `docs/CONFIG.md`). [`Config::parse`] rejects unknown keys and wrong types with the exact path
+//! (`routes[1].targets[0].provider`), then [`Config::validate`] checks what types cannot:
+//! references between providers and routes, URLs, non-empty lists, sane numbers. A bad config is
+//! a [`ConfigError`] naming the field, never a panic.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// Default cap on a request body: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    pub providers: Vec<ProviderConfig>,
+    pub routes: Vec<RouteConfig>,
+    /// Defaults for every route; a route's own `retry` / `deadlines` override field by field.
+    #[serde(default)]
+    pub retry: RetryOverrides,
+    #[serde(default)]
+    pub deadlines: DeadlineOverrides,
+}
+
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// The wire protocol a provider speaks. OpenAI-compatible services are presets of `openai`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Gemini,
+    Deepseek,
+    Groq,
+    Together,
+    Mistral,
+    Fireworks,
+    Openrouter,
+    Ollama,
+}
+
+/// The three wire formats behind the kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl ProviderKind {
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ProviderKind::Anthropic => Protocol::Anthropic,
+            ProviderKind::Gemini => Protocol::Gemini,
+            _ => Protocol::OpenAi,
+        }
+    }
+
+    /// The base URL used when the provider entry names none.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "https://api.openai.com/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com/v1beta",
+            ProviderKind::Deepseek => "https://api.deepseek.com/v1",
+            ProviderKind::Groq => "https://api.groq.com/openai/v1",
+            ProviderKind::Together => "https://api.together.xyz/v1",
+            ProviderKind::Mistral => "https://api.mistral.ai/v1",
+            ProviderKind::Fireworks => "https://api.fireworks.ai/inference/v1",
+            ProviderKind::Openrouter => "https://openrouter.ai/api/v1",
+            ProviderKind::Ollama => "http://127.0.0.1:11434/v1",
+        }
+    }
+
+    /// Whether the provider works without an API key (a local Ollama).
+    pub fn key_optional(self) -> bool {
+        matches!(self, ProviderKind::Ollama)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub id: String,
+    pub kind: ProviderKind,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Names of Worker secrets holding API keys (never the keys themselves).
+    #[serde(default)]
+    pub api_key_secrets: Vec<String>,
+    /// Region tags, e.g. `["eu", "eu-west"]`.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Upstream models this provider serves, with their prices.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+impl ProviderConfig {
+    pub fn base_url(&self) -> &str {
+        self.base_url
+            .as_deref()
+            .unwrap_or_else(|| self.kind.default_base_url())
+            .trim_end_matches('/')
+    }
+}
+
+/// Prices are USD per one million tokens.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    #[serde(default)]
+    pub input_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub output_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub context_window: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Targets in the order given; the next one only when the previous failed.
+    #[default]
+    Priority,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The public model name callers send as `model`.
+    pub model: String,
+    /// Ordered targets: the first is the primary, the rest are its fallbacks.
+    pub targets: Vec<TargetConfig>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// A route (public model name) with a larger context window, tried when a target reports
+    /// that the prompt does not fit.
+    #[serde(default)]
+    pub context_fallback: Option<String>,
+    /// Whether a content-policy refusal may fail over to the next target (default: no).
+    #[serde(default)]
+    pub failover_on_content_policy: bool,
+    #[serde(default)]
+    pub retry: RetryOverrides,
+    #[serde(default)]
+    pub deadlines: DeadlineOverrides,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub provider: String,
+    pub model: String,
+}
+
+/// Retry policy knobs; every field optional so routes can override one at a time.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOverrides {
+    pub attempts_per_target: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    pub retry_after_cap_ms: Option<u64>,
+}
+
+/// Deadline knobs in milliseconds; every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineOverrides {
+    pub headers_ms: Option<u64>,
+    pub response_ms: Option<u64>,
+    pub first_token_ms: Option<u64>,
+    pub idle_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+}
+
+/// A config problem, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn is_secret_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+impl Config {
+    /// Parse and validate. The error names the offending field.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            // serde_json appends " at line L column C"; keep the message, the path says where.
+            let msg = inner.to_string();
+            let msg = match msg.find(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            err(path, msg)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 100 * 1024 * 1024 {
+            return Err(err("max_body_bytes", "must be between 1024 and 104857600"));
+        }
+        if self.providers.is_empty() {
+            return Err(err("providers", "at least one provider is required"));
+        }
+        let mut ids = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = |f: &str| format!("providers[{i}].{f}");
+            if !is_identifier(&p.id) {
+                return Err(err(
+                    at("id"),
+                    "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(err(at("id"), format!("duplicate provider id {:?}", p.id)));
+            }
+            let url = p.base_url();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(err(at("base_url"), "must start with https:// or http://"));
+            }
+            if p.api_key_secrets.is_empty() && !p.kind.key_optional() {
+                return Err(err(
+                    at("api_key_secrets"),
+                    "name at least one secret holding the API key",
+                ));
+            }
+            for (k, name) in p.api_key_secrets.iter().enumerate() {
+                if !is_secret_name(name) {
+                    return Err(err(
+                        format!("providers[{i}].api_key_secrets[{k}]"),
+                        "must be a secret name (letters, digits, '_'), not a key",
+                    ));
+                }
+            }
+            for (name, m) in &p.models {
+                let mat = |f: &str| format!("providers[{i}].models.{name}.{f}");
+                for (field, v) in [
+                    ("input_per_mtok", m.input_per_mtok),
+                    ("output_per_mtok", m.output_per_mtok),
+                    ("cached_input_per_mtok", m.cached_input_per_mtok),
+                ] {
+                    if let Some(v) = v {
+                        if !v.is_finite() || v < 0.0 {
+                            return Err(err(mat(field), "must be a non-negative number"));
+                        }
+                    }
+                }
+            }
+        }
+        if self.routes.is_empty() {
+            return Err(err("routes", "at least one route is required"));
+        }
+        let mut names = HashSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = |f: &str| format!("routes[{i}].{f}");
+            if r.model.is_empty() || r.model.len() > 256 {
+                return Err(err(at("model"), "must be 1-256 characters"));
+            }
+            if !names.insert(r.model.as_str()) {
+                return Err(err(at("model"), format!("duplicate route {:?}", r.model)));
+            }
+            if r.targets.is_empty() {
+                return Err(err(at("targets"), "at least one target is required"));
+            }
+            for (t, target) in r.targets.iter().enumerate() {
+                let tat = |f: &str| format!("routes[{i}].targets[{t}].{f}");
+                let Some(p) = self.providers.iter().find(|p| p.id == target.provider) else {
+                    return Err(err(
+                        tat("provider"),
+                        format!("unknown provider {:?}", target.provider),
+                    ));
+                };
+                if target.model.is_empty() {
+                    return Err(err(tat("model"), "must not be empty"));
+                }
+                if !p.models.is_empty() && !p.models.contains_key(&target.model) {
+                    return Err(err(
+                        tat("model"),
+                        format!(
+                            "provider {:?} does not list model {:?} in its models",
+                            p.id, target.model
+                        ),
+                    ));
+                }
+            }
+            check_retry(&r.retry, &format!("routes[{i}].retry"))?;
+            check_deadlines(&r.deadlines, &format!("routes[{i}].deadlines"))?;
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(fb) = &r.context_fallback {
+                if fb == &r.model || !names.contains(fb.as_str()) {
+                    return Err(err(
+                        format!("routes[{i}].context_fallback"),
+                        format!("must name another route, not {fb:?}"),
+                    ));
+                }
+            }
+        }
+        check_retry(&self.retry, "retry")?;
+        check_deadlines(&self.deadlines, "deadlines")?;
+        Ok(())
+    }
+
+    pub fn route(&self, model: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.model == model)
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+}
+
+fn check_retry(r: &RetryOverrides, at: &str) -> Result<(), ConfigError> {
+    if let Some(n) = r.attempts_per_target {
+        if !(1..=10).contains(&n) {
+            return Err(err(format!("{at}.attempts_per_target"), "must be 1-10"));
+        }
+    }
+    if let Some(n) = r.max_attempts {
+        if !(1..=20).contains(&n) {
+            return Err(err(format!("{at}.max_attempts"), "must be 1-20"));
+        }
+    }
+    for (f, v) in [
+        ("backoff_base_ms", r.backoff_base_ms),
+        ("backoff_max_ms", r.backoff_max_ms),
+        ("retry_after_cap_ms", r.retry_after_cap_ms),
+    ] {
+        if v.is_some_and(|v| v > 600_000) {
+            return Err(err(format!("{at}.{f}"), "must be at most 600000"));
+        }
+    }
+    Ok(())
+}
+
+fn check_deadlines(d: &DeadlineOverrides, at: &str) -> Result<(), ConfigError> {
+    for (f, v) in [
+        ("headers_ms", d.headers_ms),
+        ("response_ms", d.response_ms),
+        ("first_token_ms", d.first_token_ms),
+        ("idle_ms", d.idle_ms),
+        ("total_ms", d.total_ms),
+    ] {
+        if v.is_some_and(|v| !(10..=3_600_000).contains(&v)) {
+            return Err(err(format!("{at}.{f}"), "must be between 10 and 3600000"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+        "providers": [
+            {"id": "oa", "kind": "openai", "api_key_secrets": ["OPENAI_API_KEY"],
+             "models": {"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}},
+            {"id": "local", "kind": "ollama"}
+        ],
+        "routes": [
+            {"model": "small", "targets": [{"provider": "oa", "model": "gpt-4o-mini"},
+                                            {"provider": "local", "model": "llama3"}]},
+            {"model": "big", "targets": [{"provider": "local", "model": "llama3:70b"}]}
+        ]
+    }"#;
+
+    fn with(f: impl FnOnce(&mut serde_json::Value)) -> Result<Config, ConfigError> {
+        let mut v: serde_json::Value = serde_json::from_str(GOOD).expect("fixture is JSON");
+        f(&mut v);
+        Config::parse(&v.to_string())
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).expect("valid");
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.route("small").map(|r| r.targets.len()), Some(2));
+        assert_eq!(
+            c.provider("local").map(|p| p.base_url()),
+            Some("http://127.0.0.1:11434/v1")
+        );
+        assert!(c.route("nope").is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let e = with(|v| v["routes"][1]["targets"][0]["providr"] = "oa".into()).unwrap_err();
+        assert_eq!(e.path, "routes[1].targets[0].providr");
+        assert!(e.message.contains("unknown field `providr`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_path() {
+        let e = with(|v| v["max_body_bytes"] = "big".into()).unwrap_err();
+        assert_eq!(e.path, "max_body_bytes");
+        let e = with(|v| v["providers"][0]["kind"] = "openia".into()).unwrap_err();
+        assert_eq!(e.path, "providers[0].kind");
+        assert!(e.message.contains("unknown variant"), "{e}");
+    }
+
+    #[test]
+    fn unknown_provider_reference() {
+        let e = with(|v| v["routes"][0]["targets"][1]["provider"] = "nobody".into()).unwrap_err();
+        assert_eq!(e.path, "routes[0].targets[1].provider");
+    }
+
+    #[test]
+    fn model_must_be_listed_when_provider_lists_models() {
+        let e = with(|v| v["routes"][0]["targets"][0]["model"] = "gpt-5".into()).unwrap_err();
+        assert_eq!(e.path, "routes[0].targets[0].model");
+    }
+
+    #[test]
+    fn secrets_are_names_not_keys() {
+        let e =
+            with(|v| v["providers"][0]["api_key_secrets"][0] = "sk-abc-123".into()).unwrap_err();
+        assert_eq!(e.path, "providers[0].api_key_secrets[0]");
+        let e = with(|v| v["providers"][0]["api_key_secrets"] = serde_json::json!([])).unwrap_err();
+        assert_eq!(e.path, "providers[0].api_key_secrets");
+    }
+
+    #[test]
+    fn duplicates_and_empties_rejected() {
+        let e = with(|v| v["routes"][1]["model"] = "small".into()).unwrap_err();
+        assert_eq!(e.path, "routes[1].model");
+        let e = with(|v| v["providers"][1]["id"] = "oa".into()).unwrap_err();
+        assert_eq!(e.path, "providers[1].id");
+        let e = with(|v| v["routes"][0]["targets"] = serde_json::json!([])).unwrap_err();
+        assert_eq!(e.path, "routes[0].targets");
+        let e = with(|v| v["routes"] = serde_json::json!([])).unwrap_err();
+        assert_eq!(e.path, "routes");
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        let e =
+            with(|v| v["routes"][0]["deadlines"] = serde_json::json!({"idle_ms": 0})).unwrap_err();
+        assert_eq!(e.path, "routes[0].deadlines.idle_ms");
+        let e = with(|v| v["retry"] = serde_json::json!({"max_attempts": 99})).unwrap_err();
+        assert_eq!(e.path, "retry.max_attempts");
+        let e =
+            with(|v| v["providers"][0]["models"]["gpt-4o-mini"]["input_per_mtok"] = (-1).into())
+                .unwrap_err();
+        assert_eq!(e.path, "providers[0].models.gpt-4o-mini.input_per_mtok");
+        let e = with(|v| v["max_body_bytes"] = 10.into()).unwrap_err();
+        assert_eq!(e.path, "max_body_bytes");
+    }
+
+    #[test]
+    fn context_fallback_must_exist() {
+        let e = with(|v| v["routes"][0]["context_fallback"] = "huge".into()).unwrap_err();
+        assert_eq!(e.path, "routes[0].context_fallback");
+        assert!(with(|v| v["routes"][0]["context_fallback"] = "big".into()).is_ok());
+    }
+
+    #[test]
+    fn invalid_json_is_an_error_not_a_panic() {
+        let e = Config::parse("{not json").unwrap_err();
+        assert!(!e.message.is_empty());
+        let e = Config::parse("").unwrap_err();
+        assert!(!e.message.is_empty());
+    }
+
+    #[test]
+    fn shipped_config_in_wrangler_toml_validates() {
+        let toml_text = include_str!("../../../wrangler.toml");
+        let doc: toml::Table = toml::from_str(toml_text).expect("wrangler.toml parses");
+        let text = doc["vars"]["SWITCHYARD_CONFIG"]
+            .as_str()
+            .expect("[vars] SWITCHYARD_CONFIG is a string");
+        if let Err(e) = Config::parse(text) {
+            panic!("wrangler.toml SWITCHYARD_CONFIG is invalid: {e}");
+        }
+    }
+}

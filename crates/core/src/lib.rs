@@ -1,0 +1,14 @@
+//! Switchyard's core: everything that decides, nothing that touches the platform.
+//!
+//! No `worker` types appear in this crate (it does not depend on `worker`), so every decision —
+//! validation, translation, stream re-framing, retry and deadline policy, configuration — is
+//! tested natively with `cargo test`. The edge (the worker crate in `src/`) performs the I/O.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod logline;
+pub mod policy;
+pub mod providers;
+pub mod sse;
+pub mod usage;

@@ -1,0 +1,180 @@
+//! The one JSON log line per request, as `wrangler tail --format json` shows it.
+
+use crate::usage::Usage;
+use serde::Serialize;
+
+/// One attempt at one target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttemptRecord {
+    pub provider: String,
+    pub model: String,
+    /// Upstream status, `timeout`, `network`, or `ok`.
+    pub outcome: String,
+    pub ms: u64,
+}
+
+impl AttemptRecord {
+    /// `provider/model:outcome:ms`, the element of `x-switchyard-attempts`.
+    pub fn header_item(&self) -> String {
+        format!(
+            "{}/{}:{}:{}",
+            self.provider, self.model, self.outcome, self.ms
+        )
+    }
+}
+
+/// Render attempts for the `x-switchyard-attempts` header.
+pub fn attempts_header(attempts: &[AttemptRecord]) -> String {
+    attempts
+        .iter()
+        .map(AttemptRecord::header_item)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LogLine {
+    /// Always `"switchyard.request"`, so the line is easy to filter among others.
+    pub msg: &'static str,
+    /// RFC 3339 UTC.
+    pub ts: String,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The public model name (the route) the caller asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    pub attempts: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempt_log: Vec<AttemptRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<&'static str>,
+    /// Malformed upstream chunks that were skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub malformed_chunks: u32,
+    /// The stream broke after bytes reached the caller and ended with an in-band error.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream_broken: bool,
+    /// The caller disconnected before the stream ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_closed: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl LogLine {
+    pub fn new(request_id: String, method: String, path: String, ts: String) -> Self {
+        LogLine {
+            msg: "switchyard.request",
+            ts,
+            request_id,
+            method,
+            path,
+            ..Default::default()
+        }
+    }
+
+    pub fn set_usage(&mut self, u: &Usage) {
+        self.prompt_tokens = Some(u.prompt_tokens);
+        self.completion_tokens = Some(u.completion_tokens);
+        self.cached_tokens = Some(u.cached_tokens);
+        self.reasoning_tokens = Some(u.reasoning_tokens);
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+/// Unix milliseconds to RFC 3339 (`2026-11-21T07:35:00.123Z`).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Howard Hinnant's inverse of days-from-civil.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_445_412_480_123), "2015-10-21T07:28:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn line_is_one_json_object_with_the_fields() {
+        let mut l = LogLine::new(
+            "r1".into(),
+            "POST".into(),
+            "/v1/chat/completions".into(),
+            rfc3339(0),
+        );
+        l.status = 200;
+        l.route = Some("demo".into());
+        l.attempts = 1;
+        l.attempt_log.push(AttemptRecord {
+            provider: "p".into(),
+            model: "m".into(),
+            outcome: "ok".into(),
+            ms: 5,
+        });
+        let s = l.to_json();
+        assert!(!s.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        for k in [
+            "ts",
+            "request_id",
+            "status",
+            "stream",
+            "latency_ms",
+            "attempts",
+            "route",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(attempts_header(&l.attempt_log), "p/m:ok:5");
+    }
+}

@@ -1,0 +1,141 @@
+//! Providers: each module *builds* an upstream request value and *parses* bytes back. None of
+//! them performs I/O, so all translation — streaming included — runs under `cargo test`.
+//!
+//! Dispatch is a closed `match` on [`Protocol`]; OpenAI-compatible services (DeepSeek, Groq,
+//! Together, Mistral, Fireworks, OpenRouter, Ollama) are presets of the `openai` module.
+
+pub mod openai;
+
+use crate::chat::ChatRequest;
+use crate::config::{Protocol, ProviderConfig};
+use crate::error::GatewayError;
+use crate::policy::AttemptFailure;
+use crate::usage::Usage;
+
+/// An HTTP request for the edge to send. Header values may hold the API key: the edge must never
+/// log this value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What a complete (non-streamed) upstream answer told us.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamAnswer {
+    /// The body to send to the caller.
+    pub body: Vec<u8>,
+    pub usage: Option<Usage>,
+    /// The model the upstream says answered.
+    pub model: Option<String>,
+}
+
+/// Build the upstream chat request for `target_model` on `provider`.
+pub fn build_chat(
+    provider: &ProviderConfig,
+    target_model: &str,
+    req: &ChatRequest,
+    api_key: Option<&str>,
+) -> Result<UpstreamRequest, GatewayError> {
+    match provider.kind.protocol() {
+        Protocol::OpenAi => Ok(openai::build_chat(provider, target_model, req, api_key)),
+        Protocol::Anthropic | Protocol::Gemini => Err(GatewayError::new(
+            crate::error::ErrorKind::UnsupportedParameter,
+            format!(
+                "provider {:?} speaks a protocol this build does not translate yet",
+                provider.id
+            ),
+        )),
+    }
+}
+
+/// Read a successful (2xx) non-streamed answer.
+pub fn parse_chat_answer(
+    protocol: Protocol,
+    body: Vec<u8>,
+) -> Result<UpstreamAnswer, AttemptFailure> {
+    match protocol {
+        Protocol::OpenAi => openai::parse_chat_answer(body),
+        Protocol::Anthropic | Protocol::Gemini => Err(AttemptFailure::malformed(
+            "protocol not supported by this build",
+        )),
+    }
+}
+
+/// Classify an upstream error response (non-2xx).
+pub fn classify_error(
+    protocol: Protocol,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    now_ms: u64,
+) -> AttemptFailure {
+    match protocol {
+        Protocol::OpenAi | Protocol::Anthropic | Protocol::Gemini => {
+            openai::classify_error(status, retry_after, body, now_ms)
+        }
+    }
+}
+
+/// Make an upstream's message safe to show a caller: no URLs, nothing key-shaped, bounded length.
+pub fn sanitize_message(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(400));
+    for (i, word) in msg.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let lower = word.to_ascii_lowercase();
+        if lower.contains("http://") || lower.contains("https://") || lower.contains("://") {
+            out.push_str("[url]");
+        } else if looks_like_key(word) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        if out.len() > 400 {
+            let mut cut = 400;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+fn looks_like_key(word: &str) -> bool {
+    let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let prefixed = ["sk-", "sk_", "AIza", "key-", "gsk_", "xai-", "sy_"]
+        .iter()
+        .any(|p| w.starts_with(p) && w.len() >= 16);
+    let long_token = w.len() >= 32
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && w.chars().any(|c| c.is_ascii_digit())
+        && w.chars().any(|c| c.is_ascii_alphabetic());
+    prefixed || long_token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_removes_urls_and_keys() {
+        let m = sanitize_message(
+            "Incorrect API key provided: sk-proj-abcdefghijklmnop1234. See https://platform.example/keys or http://10.0.0.1:8080/v1 for help",
+        );
+        assert!(!m.contains("sk-proj"), "{m}");
+        assert!(!m.contains("http"), "{m}");
+        assert!(
+            m.starts_with("Incorrect API key provided: [redacted]"),
+            "{m}"
+        );
+        let long = "word ".repeat(200);
+        assert!(sanitize_message(&long).chars().count() <= 402);
+        assert_eq!(sanitize_message("plain  text\nhere"), "plain text here");
+    }
+}

@@ -1,0 +1,71 @@
+//! Reading requests and writing responses.
+
+use futures_util::StreamExt;
+use switchyard_core::error::{ErrorKind, GatewayError};
+use worker::{Headers, Request, Response};
+
+/// Read the body, refusing (413) as soon as it grows past `cap` bytes.
+pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, GatewayError> {
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("The request body exceeds the limit of {cap} bytes"),
+        )
+    };
+    if let Ok(Some(len)) = req.headers().get("content-length") {
+        if len.trim().parse::<u64>().is_ok_and(|n| n > cap) {
+            return Err(too_large());
+        }
+    }
+    let mut stream = match req.stream() {
+        Ok(s) => s,
+        // No body at all.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            GatewayError::new(ErrorKind::InvalidRequest, "The request body could not be read")
+        })?;
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn response(status: u16, body: Vec<u8>, content_type: &str) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", content_type);
+    Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body)
+}
+
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    response(status, body, "application/json")
+}
+
+pub fn json_value(status: u16, value: &serde_json::Value) -> Response {
+    json_bytes(status, value.to_string().into_bytes())
+}
+
+/// An OpenAI-shaped error response with the right status (and `Retry-After` when known).
+pub fn error_response(err: &GatewayError) -> Response {
+    let resp = json_bytes(err.status(), err.to_body().into_bytes());
+    if let Some(secs) = err.retry_after_secs {
+        let _ = resp.headers().set("retry-after", &secs.to_string());
+    }
+    resp
+}
+
+/// A request id the caller sent that is safe to echo and log, else none.
+pub fn sane_request_id(value: Option<String>) -> Option<String> {
+    value.filter(|v| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    })
+}

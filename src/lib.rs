@@ -1,0 +1,18 @@
+//! Switchyard's edge: the Cloudflare Worker. Thin glue between the platform and the core.
+//!
+//! The request path is written down once, in [`gateway`]. Modules here touch the platform
+//! (fetch, timers, env, console); every decision they act on comes from `switchyard_core`.
+
+mod attempts;
+mod gateway;
+mod http;
+mod platform;
+mod relay;
+mod upstream;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    Ok(gateway::handle(req, env).await)
+}

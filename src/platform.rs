@@ -1,0 +1,94 @@
+//! The platform's clock, randomness, configuration and secrets, behind plain functions.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use switchyard_core::config::{Config, ConfigError};
+use switchyard_core::error::{ErrorKind, GatewayError};
+use worker::{console_error, Env};
+
+/// Unix milliseconds. (In Workers the clock advances on I/O, which is all a deadline needs.)
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // getrandom uses crypto.getRandomValues on wasm; it does not fail there.
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+/// A uniform number in [0, 1).
+pub fn random_unit() -> f64 {
+    let n = u64::from_le_bytes(random_bytes::<8>()) >> 11;
+    n as f64 / (1u64 << 53) as f64
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub const CONFIG_VAR: &str = "SWITCHYARD_CONFIG";
+
+type Parsed = Rc<Result<Rc<Config>, ConfigError>>;
+
+thread_local! {
+    /// The parsed configuration, keyed by its text: parsed once per isolate, not per request.
+    static CONFIG: RefCell<Option<(String, Parsed)>> = const { RefCell::new(None) };
+}
+
+/// The validated configuration. An invalid one is logged (once per isolate) and becomes a 500
+/// `config_invalid` naming the field.
+pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
+    let text = match env.var(CONFIG_VAR) {
+        Ok(v) => v.to_string(),
+        Err(_) => String::new(),
+    };
+    let parsed = CONFIG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if let Some((cached_text, parsed)) = slot.as_ref() {
+            if *cached_text == text {
+                return parsed.clone();
+            }
+        }
+        let parsed: Parsed = Rc::new(if text.is_empty() {
+            Err(ConfigError {
+                path: CONFIG_VAR.into(),
+                message: "is not set; see docs/CONFIG.md".into(),
+            })
+        } else {
+            Config::parse(&text).map(Rc::new)
+        });
+        if let Err(e) = parsed.as_ref() {
+            console_error!(
+                "{}",
+                serde_json::json!({"msg": "switchyard.config_invalid", "field": e.path, "error": e.message})
+            );
+        }
+        *slot = Some((text, parsed.clone()));
+        parsed
+    });
+    match parsed.as_ref() {
+        Ok(c) => Ok(c.clone()),
+        Err(e) => Err(GatewayError::new(
+            ErrorKind::ConfigInvalid,
+            format!("The gateway's configuration is invalid at `{}`: {}", e.path, e.message),
+        )
+        .with_param(e.path.clone())),
+    }
+}
+
+/// A secret's value, if set and non-empty.
+pub fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .ok()
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty())
+}

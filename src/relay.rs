@@ -1,0 +1,159 @@
+//! The caller's side of a stream: forwards chunks as they arrive, bounded by the idle and total
+//! deadlines, and ends a broken upstream with an in-band error event — never a clean `[DONE]`.
+
+use futures_util::stream;
+use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::logline::LogLine;
+use switchyard_core::policy::{AttemptFailure, FailureClass};
+use switchyard_core::providers::openai::stream_error_event;
+use worker::{console_log, Response};
+
+use crate::attempts::StreamStart;
+use crate::platform::now_ms;
+use crate::upstream::{self, Next};
+
+struct Relay {
+    start: StreamStart,
+    pending: Option<Vec<u8>>,
+    finished: bool,
+    idle_ms: u64,
+    /// Unix ms after which the request may not go on.
+    total_deadline: u64,
+    started_ms: u64,
+    provider: String,
+    log: Option<LogLine>,
+}
+
+impl Relay {
+    async fn step(&mut self) -> Option<Vec<u8>> {
+        if let Some(bytes) = self.pending.take() {
+            if !bytes.is_empty() {
+                return Some(bytes);
+            }
+        }
+        if self.finished {
+            self.emit_log(false);
+            return None;
+        }
+        loop {
+            let left = self.total_deadline.saturating_sub(now_ms());
+            if left == 0 {
+                return Some(self.broken(AttemptFailure::timeout("end of stream before the total deadline", 0)));
+            }
+            let wait = self.idle_ms.min(left);
+            match upstream::next_chunk(&mut self.start.stream, wait).await {
+                Next::Data(bytes) => {
+                    let mut out = Vec::new();
+                    match self.start.translator.feed(&bytes, &mut out) {
+                        Ok(()) if out.is_empty() => continue,
+                        Ok(()) => return Some(out),
+                        Err(f) => return Some(self.broken(f)),
+                    }
+                }
+                Next::End => {
+                    let mut out = Vec::new();
+                    return match self.start.translator.finish(&mut out) {
+                        Ok(()) => {
+                            self.finished = true;
+                            if out.is_empty() {
+                                self.emit_log(false);
+                                None
+                            } else {
+                                Some(out)
+                            }
+                        }
+                        Err(f) => Some(self.broken(f)),
+                    };
+                }
+                Next::Failed(f) => return Some(self.broken(f)),
+                Next::TimedOut => {
+                    let what = if wait < self.idle_ms { "chunk before the total deadline" } else { "chunk within the idle deadline" };
+                    return Some(self.broken(AttemptFailure::timeout(what, wait)));
+                }
+            }
+        }
+    }
+
+    /// End the caller's stream with an in-band error event (no `[DONE]`).
+    fn broken(&mut self, failure: AttemptFailure) -> Vec<u8> {
+        self.start.controller.abort();
+        self.finished = true;
+        let kind = if failure.class == FailureClass::Timeout {
+            ErrorKind::UpstreamTimeout
+        } else {
+            ErrorKind::UpstreamError
+        };
+        let err = GatewayError::new(
+            kind,
+            format!(
+                "provider {:?} broke the stream after it had started: {}; the answer is incomplete",
+                self.provider, failure.message
+            ),
+        );
+        if let Some(log) = self.log.as_mut() {
+            log.stream_broken = true;
+            log.error_code = Some(kind.code());
+        }
+        self.emit_log(false);
+        stream_error_event(&err)
+    }
+
+    fn emit_log(&mut self, client_closed: bool) {
+        if let Some(mut log) = self.log.take() {
+            let t = &self.start.translator;
+            if let Some(u) = t.usage {
+                log.set_usage(&u);
+            }
+            if let Some(m) = &t.model {
+                log.upstream_model = Some(m.clone());
+            }
+            log.malformed_chunks = t.malformed;
+            log.client_closed = client_closed;
+            log.latency_ms = now_ms().saturating_sub(self.started_ms);
+            console_log!("{}", log.to_json());
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.log.is_some() {
+            // The caller went away mid-stream: stop reading the upstream, still log the request.
+            self.start.controller.abort();
+            self.emit_log(true);
+        }
+    }
+}
+
+/// Build the streaming response. The log line is printed when the stream ends.
+pub fn stream_response(
+    mut start: StreamStart,
+    idle_ms: u64,
+    total_deadline: u64,
+    started_ms: u64,
+    provider: String,
+    log: LogLine,
+) -> worker::Result<Response> {
+    let pending = Some(std::mem::take(&mut start.buffered));
+    let relay = Relay {
+        finished: start.ended,
+        start,
+        pending,
+        idle_ms,
+        total_deadline,
+        started_ms,
+        provider,
+        log: Some(log),
+    };
+    let body = stream::unfold(relay, |mut relay| async move {
+        relay
+            .step()
+            .await
+            .map(|bytes| (Ok::<Vec<u8>, worker::Error>(bytes), relay))
+    });
+    let resp = Response::from_stream(body)?;
+    let h = resp.headers();
+    h.set("content-type", "text/event-stream; charset=utf-8")?;
+    h.set("cache-control", "no-cache")?;
+    Ok(resp)
+}

@@ -1,0 +1,144 @@
+//! Outbound HTTP to providers, every wait bounded by a deadline.
+//!
+//! A deadline races the platform timer against the fetch (or the next body chunk); when the
+//! timer wins, the request is aborted through its `AbortController`, so a silent upstream cannot
+//! hold the request or the connection.
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use switchyard_core::policy::AttemptFailure;
+use switchyard_core::providers::UpstreamRequest;
+use worker::js_sys::Uint8Array;
+use worker::{AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+
+/// An upstream error body larger than this is cut; only its start is needed to classify it.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+/// A complete (non-streamed) answer larger than this is refused.
+pub const ANSWER_CAP: usize = 32 * 1024 * 1024;
+
+/// Race `fut` against a timer. `None` when the timer won.
+pub async fn within<F: Future>(ms: u64, fut: F) -> Option<F::Output> {
+    let fut = pin!(fut);
+    let timer = pin!(Delay::from(Duration::from_millis(ms)));
+    match select(fut, timer).await {
+        Either::Left((out, _)) => Some(out),
+        Either::Right(_) => None,
+    }
+}
+
+/// Aborts an upstream request (once; later calls do nothing).
+pub struct Abort(Option<AbortController>);
+
+impl Abort {
+    pub fn abort(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.abort();
+        }
+    }
+}
+
+/// A response whose body is still to be read, with the handle that aborts it.
+pub struct InFlight {
+    pub response: Response,
+    pub controller: Abort,
+}
+
+/// Send the request; fail if the response headers do not arrive within `headers_ms`.
+pub async fn send(up: &UpstreamRequest, headers_ms: u64) -> Result<InFlight, AttemptFailure> {
+    let headers = Headers::new();
+    for (k, v) in &up.headers {
+        headers
+            .set(k, v)
+            .map_err(|_| AttemptFailure::connect("a header value is not valid"))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(Uint8Array::from(up.body.as_slice()).into()));
+    let request = Request::new_with_init(&up.url, &init)
+        .map_err(|_| AttemptFailure::connect("the upstream URL is not valid"))?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    match within(headers_ms, fetch.send_with_signal(&signal)).await {
+        Some(Ok(response)) => Ok(InFlight {
+            response,
+            controller: Abort(Some(controller)),
+        }),
+        Some(Err(e)) => Err(AttemptFailure::connect(&e.to_string())),
+        None => {
+            controller.abort();
+            Err(AttemptFailure::timeout("response headers", headers_ms))
+        }
+    }
+}
+
+/// Read a whole body within `ms`, up to `cap` bytes (an error body is cut, an answer refused).
+pub async fn read_all(
+    inflight: &mut InFlight,
+    ms: u64,
+    cap: usize,
+    truncate: bool,
+) -> Result<Vec<u8>, AttemptFailure> {
+    let mut stream = inflight
+        .response
+        .stream()
+        .map_err(|_| AttemptFailure::connect("the upstream body could not be read"))?;
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| AttemptFailure::connect(&e.to_string()))?;
+            body.extend_from_slice(&chunk);
+            if body.len() > cap {
+                if truncate {
+                    body.truncate(cap);
+                    return Ok(body);
+                }
+                return Err(AttemptFailure::malformed("the answer exceeds the size limit"));
+            }
+        }
+        Ok(body)
+    };
+    match within(ms, read).await {
+        Some(r) => r,
+        None => {
+            inflight.controller.abort();
+            Err(AttemptFailure::timeout("complete response", ms))
+        }
+    }
+}
+
+/// Read an error body for classification: bounded in size and time.
+pub async fn read_error_body(inflight: &mut InFlight, ms: u64) -> Vec<u8> {
+    read_all(inflight, ms.min(5_000), ERROR_BODY_CAP, true)
+        .await
+        .unwrap_or_default()
+}
+
+/// The next chunk of a streamed body.
+pub enum Next {
+    Data(Vec<u8>),
+    End,
+    Failed(AttemptFailure),
+    TimedOut,
+}
+
+pub async fn next_chunk(stream: &mut ByteStream, ms: u64) -> Next {
+    match within(ms, stream.next()).await {
+        Some(Some(Ok(bytes))) => Next::Data(bytes),
+        Some(Some(Err(e))) => Next::Failed(AttemptFailure::connect(&e.to_string())),
+        Some(None) => Next::End,
+        None => Next::TimedOut,
+    }
+}
+
+/// Sleep for `ms` (backoff, Retry-After).
+pub async fn sleep(ms: u64) {
+    if ms > 0 {
+        Delay::from(Duration::from_millis(ms)).await;
+    }
+}
