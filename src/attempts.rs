@@ -9,8 +9,7 @@ use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig}
 use switchyard_core::error::GatewayError;
 use switchyard_core::logline::AttemptRecord;
 use switchyard_core::policy::{AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy};
-use switchyard_core::providers::openai::OpenAiStream;
-use switchyard_core::providers::{self, UpstreamAnswer};
+use switchyard_core::providers::{self, ChatStream, UpstreamAnswer};
 use worker::{ByteStream, Env};
 
 use crate::platform::{now_ms, random_unit, secret};
@@ -20,7 +19,7 @@ use crate::upstream::{self, Abort, InFlight, Next};
 pub struct StreamStart {
     pub stream: ByteStream,
     pub controller: Abort,
-    pub translator: OpenAiStream,
+    pub translator: ChatStream,
     /// Bytes ready for the caller (the role chunk and the first content).
     pub buffered: Vec<u8>,
     /// The upstream already ended; `buffered` holds the whole, complete answer.
@@ -201,7 +200,7 @@ async fn attempt(
         .response
         .stream()
         .map_err(|_| AttemptFailure::connect("the upstream body could not be read"))?;
-    let mut translator = OpenAiStream::new(req.include_usage);
+    let mut translator = ChatStream::new(protocol, req.include_usage).map_err(AttemptError::Fatal)?;
     let mut buffered = Vec::new();
     let first_token_ms = deadlines.first_token_ms.min(remaining_ms);
     let deadline = now_ms() + first_token_ms;
@@ -214,7 +213,7 @@ async fn attempt(
         };
         let failure = match step {
             Next::Data(bytes) => match translator.feed(&bytes, &mut buffered) {
-                Ok(()) if translator.content_started => {
+                Ok(()) if translator.content_started() => {
                     return Ok(Answer::Stream(StreamStart { stream, controller, translator, buffered, ended: false }))
                 }
                 Ok(()) => continue,

@@ -178,7 +178,7 @@ async fn chat(req: &mut Request, env: &Env, started: u64, log: &mut LogLine) -> 
             Handled::Done(resp)
         }
         Answer::Stream(start) => {
-            let answered_model = start.translator.model.clone().unwrap_or_else(|| outcome.target_model.clone());
+            let answered_model = start.translator.model().map(str::to_string).unwrap_or_else(|| outcome.target_model.clone());
             log.status = 200;
             let total_deadline = started + outcome.deadlines.total_ms;
             let resp = relay::stream_response(

@@ -101,13 +101,13 @@ impl Relay {
     fn emit_log(&mut self, client_closed: bool) {
         if let Some(mut log) = self.log.take() {
             let t = &self.start.translator;
-            if let Some(u) = t.usage {
+            if let Some(u) = t.usage() {
                 log.set_usage(&u);
             }
-            if let Some(m) = &t.model {
-                log.upstream_model = Some(m.clone());
+            if let Some(m) = t.model() {
+                log.upstream_model = Some(m.to_string());
             }
-            log.malformed_chunks = t.malformed;
+            log.malformed_chunks = t.malformed();
             log.client_closed = client_closed;
             log.latency_ms = now_ms().saturating_sub(self.started_ms);
             console_log!("{}", log.to_json());

@@ -63,6 +63,65 @@ pub fn parse_chat_answer(
     }
 }
 
+/// Re-frames an upstream stream as OpenAI chat-completion chunks for the caller, whatever the
+/// upstream protocol. The edge feeds it bytes and forwards what comes out.
+#[derive(Debug)]
+pub enum ChatStream {
+    OpenAi(openai::OpenAiStream),
+}
+
+impl ChatStream {
+    pub fn new(protocol: Protocol, include_usage: bool) -> Result<ChatStream, GatewayError> {
+        match protocol {
+            Protocol::OpenAi => Ok(ChatStream::OpenAi(openai::OpenAiStream::new(include_usage))),
+            Protocol::Anthropic | Protocol::Gemini => Err(GatewayError::internal(
+                "protocol not supported by this build",
+            )),
+        }
+    }
+
+    /// Feed upstream bytes; bytes for the caller are appended to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+        match self {
+            ChatStream::OpenAi(s) => s.feed(bytes, out),
+        }
+    }
+
+    /// The upstream body ended cleanly: finalise a complete answer, or report a truncation.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+        match self {
+            ChatStream::OpenAi(s) => s.finish(out),
+        }
+    }
+
+    /// A content token (text, tool call, refusal) or a finish reason has been seen.
+    pub fn content_started(&self) -> bool {
+        match self {
+            ChatStream::OpenAi(s) => s.content_started,
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            ChatStream::OpenAi(s) => s.usage,
+        }
+    }
+
+    /// The model the upstream says is answering.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            ChatStream::OpenAi(s) => s.model.as_deref(),
+        }
+    }
+
+    /// Malformed chunks skipped so far.
+    pub fn malformed(&self) -> u32 {
+        match self {
+            ChatStream::OpenAi(s) => s.malformed,
+        }
+    }
+}
+
 /// Classify an upstream error response (non-2xx).
 pub fn classify_error(
     protocol: Protocol,
