@@ -8,7 +8,9 @@ use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig};
 use switchyard_core::error::GatewayError;
 use switchyard_core::logline::AttemptRecord;
-use switchyard_core::policy::{AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy};
+use switchyard_core::policy::{
+    AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy,
+};
 use switchyard_core::providers::{self, ChatStream, UpstreamAnswer};
 use worker::{ByteStream, Env};
 
@@ -86,7 +88,11 @@ pub async fn run(
                             hops += 1;
                             continue 'routes;
                         }
-                        None => return Err(fail(GatewayError::internal("context fallback route vanished"))),
+                        None => {
+                            return Err(fail(GatewayError::internal(
+                                "context fallback route vanished",
+                            )))
+                        }
                     }
                 }
                 Decision::Fail(e) => return Err(fail(e)),
@@ -100,7 +106,9 @@ pub async fn run(
 
             let target = &route.targets[index];
             let Some(provider) = config.provider(&target.provider) else {
-                return Err(fail(GatewayError::internal("route names an unknown provider")));
+                return Err(fail(GatewayError::internal(
+                    "route names an unknown provider",
+                )));
             };
             let t0 = now_ms();
             let result = attempt(env, provider, target, req, &deadlines, remaining).await;
@@ -167,7 +175,10 @@ async fn attempt(
     deadlines: &Deadlines,
     remaining_ms: u64,
 ) -> Result<Answer, AttemptError> {
-    let key = provider.api_key_secrets.iter().find_map(|name| secret(env, name));
+    let key = provider
+        .api_key_secrets
+        .iter()
+        .find_map(|name| secret(env, name));
     if key.is_none() && !provider.kind.key_optional() {
         return Err(AttemptFailure::new(
             FailureClass::Auth,
@@ -190,7 +201,9 @@ async fn attempt(
         let left = budget.saturating_sub(now_ms() - t0).max(1);
         check_status(protocol, &mut inflight, left).await?;
         let body = upstream::read_all(&mut inflight, left, upstream::ANSWER_CAP, false).await?;
-        return Ok(Answer::Complete(providers::parse_chat_answer(protocol, body)?));
+        return Ok(Answer::Complete(providers::parse_chat_answer(
+            protocol, body,
+        )?));
     }
 
     let mut inflight = upstream::send(&up, deadlines.headers_ms.min(remaining_ms)).await?;
@@ -200,7 +213,8 @@ async fn attempt(
         .response
         .stream()
         .map_err(|_| AttemptFailure::connect("the upstream body could not be read"))?;
-    let mut translator = ChatStream::new(protocol, req.include_usage).map_err(AttemptError::Fatal)?;
+    let mut translator =
+        ChatStream::new(protocol, req.include_usage).map_err(AttemptError::Fatal)?;
     let mut buffered = Vec::new();
     let first_token_ms = deadlines.first_token_ms.min(remaining_ms);
     let deadline = now_ms() + first_token_ms;
@@ -214,14 +228,26 @@ async fn attempt(
         let failure = match step {
             Next::Data(bytes) => match translator.feed(&bytes, &mut buffered) {
                 Ok(()) if translator.content_started() => {
-                    return Ok(Answer::Stream(StreamStart { stream, controller, translator, buffered, ended: false }))
+                    return Ok(Answer::Stream(StreamStart {
+                        stream,
+                        controller,
+                        translator,
+                        buffered,
+                        ended: false,
+                    }))
                 }
                 Ok(()) => continue,
                 Err(f) => f,
             },
             Next::End => match translator.finish(&mut buffered) {
                 Ok(()) => {
-                    return Ok(Answer::Stream(StreamStart { stream, controller, translator, buffered, ended: true }))
+                    return Ok(Answer::Stream(StreamStart {
+                        stream,
+                        controller,
+                        translator,
+                        buffered,
+                        ended: true,
+                    }))
                 }
                 Err(f) => f,
             },
@@ -243,7 +269,18 @@ async fn check_status(
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let retry_after = inflight.response.headers().get("retry-after").ok().flatten();
+    let retry_after = inflight
+        .response
+        .headers()
+        .get("retry-after")
+        .ok()
+        .flatten();
     let body = upstream::read_error_body(inflight, ms).await;
-    Err(providers::classify_error(protocol, status, retry_after.as_deref(), &body, now_ms()))
+    Err(providers::classify_error(
+        protocol,
+        status,
+        retry_after.as_deref(),
+        &body,
+        now_ms(),
+    ))
 }

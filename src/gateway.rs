@@ -26,17 +26,28 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
         .unwrap_or_else(|| format!("req_{}", hex(&random_bytes::<12>())));
     let path = req.path();
     let method = req.method();
-    let mut log = LogLine::new(request_id.clone(), method.to_string(), path.clone(), rfc3339(started));
+    let mut log = LogLine::new(
+        request_id.clone(),
+        method.to_string(),
+        path.clone(),
+        rfc3339(started),
+    );
 
     let result = match (method.clone(), path.as_str()) {
-        (Method::Get, "/healthz") => Ok(Handled::Done(json_value(200, &serde_json::json!({"status": "ok"})))),
+        (Method::Get, "/healthz") => Ok(Handled::Done(json_value(
+            200,
+            &serde_json::json!({"status": "ok"}),
+        ))),
         (Method::Get, "/v1/models") => models(&env, &req),
         (Method::Post, "/v1/chat/completions") => chat(&mut req, &env, started, &mut log).await,
         (_, "/healthz" | "/v1/models") => Err(method_not_allowed("GET")),
         (_, "/v1/chat/completions") => Err(method_not_allowed("POST")),
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
-            format!("Unknown path {:?}; see /v1/chat/completions and /v1/models", clip(&path, 200)),
+            format!(
+                "Unknown path {:?}; see /v1/chat/completions and /v1/models",
+                clip(&path, 200)
+            ),
         )),
     };
 
@@ -51,7 +62,11 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
             log.error_code = Some(err.kind.code());
             let resp = error_response(&err);
             if err.kind == ErrorKind::MethodNotAllowed {
-                let allow = if path == "/v1/chat/completions" { "POST" } else { "GET" };
+                let allow = if path == "/v1/chat/completions" {
+                    "POST"
+                } else {
+                    "GET"
+                };
                 let _ = resp.headers().set("allow", allow);
             }
             resp
@@ -121,10 +136,18 @@ fn models(env: &Env, req: &Request) -> Result<Handled, GatewayError> {
         .iter()
         .map(|r| serde_json::json!({"id": r.model, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
-    Ok(Handled::Done(json_value(200, &serde_json::json!({"object": "list", "data": data}))))
+    Ok(Handled::Done(json_value(
+        200,
+        &serde_json::json!({"object": "list", "data": data}),
+    )))
 }
 
-async fn chat(req: &mut Request, env: &Env, started: u64, log: &mut LogLine) -> Result<Handled, GatewayError> {
+async fn chat(
+    req: &mut Request,
+    env: &Env,
+    started: u64,
+    log: &mut LogLine,
+) -> Result<Handled, GatewayError> {
     let config = platform::config(env)?;
     authenticate(env, req)?;
     let body = read_body(req, config.max_body_bytes).await?;
@@ -157,7 +180,9 @@ async fn chat(req: &mut Request, env: &Env, started: u64, log: &mut LogLine) -> 
                 log.upstream_model = Some(last.model.clone());
             }
             let mut resp = error_response(&failed.error);
-            let _ = resp.headers_mut().set("x-switchyard-attempts", &attempts_value);
+            let _ = resp
+                .headers_mut()
+                .set("x-switchyard-attempts", &attempts_value);
             log.error_code = Some(failed.error.kind.code());
             return Ok(Handled::Done(resp));
         }
@@ -172,13 +197,26 @@ async fn chat(req: &mut Request, env: &Env, started: u64, log: &mut LogLine) -> 
             if let Some(u) = &answer.usage {
                 log.set_usage(u);
             }
-            let answered_model = answer.model.clone().unwrap_or_else(|| outcome.target_model.clone());
+            let answered_model = answer
+                .model
+                .clone()
+                .unwrap_or_else(|| outcome.target_model.clone());
             let resp = json_bytes(200, answer.body);
-            set_answer_headers(&resp, &outcome.route, &outcome.provider, &answered_model, &attempts_value);
+            set_answer_headers(
+                &resp,
+                &outcome.route,
+                &outcome.provider,
+                &answered_model,
+                &attempts_value,
+            );
             Handled::Done(resp)
         }
         Answer::Stream(start) => {
-            let answered_model = start.translator.model().map(str::to_string).unwrap_or_else(|| outcome.target_model.clone());
+            let answered_model = start
+                .translator
+                .model()
+                .map(str::to_string)
+                .unwrap_or_else(|| outcome.target_model.clone());
             log.status = 200;
             let total_deadline = started + outcome.deadlines.total_ms;
             let resp = relay::stream_response(
@@ -190,7 +228,13 @@ async fn chat(req: &mut Request, env: &Env, started: u64, log: &mut LogLine) -> 
                 std::mem::take(log),
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
-            set_answer_headers(&resp, &outcome.route, &outcome.provider, &answered_model, &attempts_value);
+            set_answer_headers(
+                &resp,
+                &outcome.route,
+                &outcome.provider,
+                &answered_model,
+                &attempts_value,
+            );
             Handled::Streaming(resp)
         }
     };

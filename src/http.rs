@@ -25,7 +25,10 @@ pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, GatewayEr
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| {
-            GatewayError::new(ErrorKind::InvalidRequest, "The request body could not be read")
+            GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "The request body could not be read",
+            )
         })?;
         if (body.len() + chunk.len()) as u64 > cap {
             return Err(too_large());
@@ -66,6 +69,7 @@ pub fn sane_request_id(value: Option<String>) -> Option<String> {
     value.filter(|v| {
         !v.is_empty()
             && v.len() <= 128
-            && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            && v.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     })
 }

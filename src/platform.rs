@@ -67,10 +67,18 @@ pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
             Config::parse(&text).map(Rc::new)
         });
         if let Err(e) = parsed.as_ref() {
-            console_error!(
-                "{}",
-                serde_json::json!({"msg": "switchyard.config_invalid", "field": e.path, "error": e.message})
-            );
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                msg: &'static str,
+                field: &'a str,
+                error: &'a str,
+            }
+            let line = Line {
+                msg: "switchyard.config_invalid",
+                field: &e.path,
+                error: &e.message,
+            };
+            console_error!("{}", serde_json::to_string(&line).unwrap_or_default());
         }
         *slot = Some((text, parsed.clone()));
         parsed
@@ -79,7 +87,10 @@ pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
         Ok(c) => Ok(c.clone()),
         Err(e) => Err(GatewayError::new(
             ErrorKind::ConfigInvalid,
-            format!("The gateway's configuration is invalid at `{}`: {}", e.path, e.message),
+            format!(
+                "The gateway's configuration is invalid at `{}`: {}",
+                e.path, e.message
+            ),
         )
         .with_param(e.path.clone())),
     }

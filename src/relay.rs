@@ -38,7 +38,10 @@ impl Relay {
         loop {
             let left = self.total_deadline.saturating_sub(now_ms());
             if left == 0 {
-                return Some(self.broken(AttemptFailure::timeout("end of stream before the total deadline", 0)));
+                return Some(self.broken(AttemptFailure::timeout(
+                    "end of stream before the total deadline",
+                    0,
+                )));
             }
             let wait = self.idle_ms.min(left);
             match upstream::next_chunk(&mut self.start.stream, wait).await {
@@ -67,7 +70,11 @@ impl Relay {
                 }
                 Next::Failed(f) => return Some(self.broken(f)),
                 Next::TimedOut => {
-                    let what = if wait < self.idle_ms { "chunk before the total deadline" } else { "chunk within the idle deadline" };
+                    let what = if wait < self.idle_ms {
+                        "chunk before the total deadline"
+                    } else {
+                        "chunk within the idle deadline"
+                    };
                     return Some(self.broken(AttemptFailure::timeout(what, wait)));
                 }
             }

@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use switchyard_core::policy::AttemptFailure;
 use switchyard_core::providers::UpstreamRequest;
 use worker::js_sys::Uint8Array;
-use worker::{AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
+};
 
 /// An upstream error body larger than this is cut; only its start is needed to classify it.
 const ERROR_BODY_CAP: usize = 64 * 1024;
@@ -98,7 +100,9 @@ pub async fn read_all(
                     body.truncate(cap);
                     return Ok(body);
                 }
-                return Err(AttemptFailure::malformed("the answer exceeds the size limit"));
+                return Err(AttemptFailure::malformed(
+                    "the answer exceeds the size limit",
+                ));
             }
         }
         Ok(body)

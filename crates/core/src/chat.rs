@@ -241,6 +241,360 @@ fn check_messages(messages: Option<&Value>) -> Result<(), GatewayError> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// Typed, read-only views for translators (Anthropic, Gemini).
+//
+// `ChatRequest::parse` checks the shapes every target needs; the views below read the parts a
+// translating provider needs and report what `parse` does not check (tool calls, tools,
+// tool_choice, response_format) as 400s naming the exact parameter.
+// ---------------------------------------------------------------------------------------------
+
+/// One message of `messages`, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    pub index: usize,
+    pub role: &'a str,
+    /// `content` as sent (`Null` when absent).
+    pub content: &'a Value,
+    pub message: &'a Map<String, Value>,
+}
+
+/// One entry of an assistant message's `tool_calls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolCallView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    /// The JSON-encoded arguments string, as sent.
+    pub arguments: &'a str,
+}
+
+/// One part of a message's `content`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentPart<'a> {
+    Text(&'a str),
+    /// `image_url.url`: a `data:` URL or a remote URL.
+    ImageUrl(&'a str),
+    /// `file.file_data` (a `data:` URL) and its optional `filename`.
+    FileData(&'a str),
+    /// Any other part type (`input_audio`, `file` by id, ...), by its `type`.
+    Other(&'a str),
+}
+
+/// Where media (an image, a file) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaSource<'a> {
+    /// A base64 `data:` URL.
+    Base64 { media_type: &'a str, data: &'a str },
+    /// An `https://` URL.
+    Https(&'a str),
+}
+
+/// OpenAI's `tool_choice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolChoice<'a> {
+    Auto,
+    None,
+    Required,
+    Function(&'a str),
+}
+
+/// OpenAI's `response_format`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ResponseFormat<'a> {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: Option<&'a str>,
+        schema: Option<&'a Value>,
+    },
+}
+
+impl ResponseFormat<'_> {
+    pub fn is_json(&self) -> bool {
+        !matches!(self, ResponseFormat::Text)
+    }
+}
+
+/// One entry of `tools` (only `type: "function"` tools exist in chat completions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FunctionTool<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    /// The JSON Schema of the arguments (`None` when the function takes none).
+    pub parameters: Option<&'a Value>,
+}
+
+impl ChatRequest {
+    /// A field of the body, `None` when absent or `null`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.body.get(key).filter(|v| !v.is_null())
+    }
+
+    /// The messages, in order (validated by [`ChatRequest::parse`]).
+    pub fn messages(&self) -> impl Iterator<Item = MessageView<'_>> {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(index, m)| {
+                let message = m.as_object()?;
+                Some(MessageView {
+                    index,
+                    role: message.get("role").and_then(Value::as_str).unwrap_or(""),
+                    content: message.get("content").unwrap_or(&Value::Null),
+                    message,
+                })
+            })
+    }
+
+    /// The output token cap: `max_completion_tokens`, else `max_tokens`.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.get("max_completion_tokens")
+            .or_else(|| self.get("max_tokens"))
+            .and_then(Value::as_u64)
+    }
+
+    /// `stop` as a list (a single string becomes a list of one).
+    pub fn stop_sequences(&self) -> Vec<&str> {
+        match self.get("stop") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The caller asked for `n` choices (default 1).
+    pub fn n(&self) -> u64 {
+        self.get("n").and_then(Value::as_u64).unwrap_or(1)
+    }
+
+    /// `tools`, each checked to be a function with a name.
+    pub fn tools(&self) -> Result<Vec<FunctionTool<'_>>, GatewayError> {
+        let Some(Value::Array(list)) = self.get("tools") else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for (i, t) in list.iter().enumerate() {
+            let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
+            if kind != "function" {
+                return Err(GatewayError::invalid(
+                    format!("`tools[{i}].type` must be \"function\", got {kind:?}"),
+                    &format!("tools[{i}].type"),
+                ));
+            }
+            let Some(f) = t.get("function").filter(|f| f.is_object()) else {
+                return Err(GatewayError::invalid(
+                    format!("`tools[{i}].function` must be an object"),
+                    &format!("tools[{i}].function"),
+                ));
+            };
+            let name = match f.get("name") {
+                Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+                _ => {
+                    return Err(GatewayError::invalid(
+                        format!("`tools[{i}].function.name` must be a non-empty string"),
+                        &format!("tools[{i}].function.name"),
+                    ))
+                }
+            };
+            let parameters = f.get("parameters").filter(|p| !p.is_null());
+            if let Some(p) = parameters {
+                if !p.is_object() {
+                    return Err(wrong(
+                        &format!("tools[{i}].function.parameters"),
+                        "an object",
+                        p,
+                    ));
+                }
+            }
+            out.push(FunctionTool {
+                name,
+                description: f.get("description").and_then(Value::as_str),
+                parameters,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `tool_choice`, `None` when absent.
+    pub fn tool_choice(&self) -> Result<Option<ToolChoice<'_>>, GatewayError> {
+        let bad = || {
+            GatewayError::invalid(
+                "`tool_choice` must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":...}}",
+                "tool_choice",
+            )
+        };
+        match self.get("tool_choice") {
+            None => Ok(None),
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => Ok(Some(ToolChoice::Auto)),
+                "none" => Ok(Some(ToolChoice::None)),
+                "required" => Ok(Some(ToolChoice::Required)),
+                _ => Err(bad()),
+            },
+            Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+                Some(name) if !name.is_empty() => Ok(Some(ToolChoice::Function(name))),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    /// `response_format` (`Text` when absent).
+    pub fn response_format(&self) -> Result<ResponseFormat<'_>, GatewayError> {
+        let Some(rf) = self.get("response_format") else {
+            return Ok(ResponseFormat::Text);
+        };
+        match rf.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(ResponseFormat::Text),
+            Some("json_object") => Ok(ResponseFormat::JsonObject),
+            Some("json_schema") => {
+                let js = rf.get("json_schema");
+                let schema = js.and_then(|j| j.get("schema")).filter(|s| !s.is_null());
+                if let Some(s) = schema {
+                    if !s.is_object() {
+                        return Err(wrong("response_format.json_schema.schema", "an object", s));
+                    }
+                }
+                Ok(ResponseFormat::JsonSchema {
+                    name: js.and_then(|j| j.get("name")).and_then(Value::as_str),
+                    schema,
+                })
+            }
+            Some(other) => Err(GatewayError::invalid(
+                format!(
+                    "`response_format.type` must be \"text\", \"json_object\" or \"json_schema\", got {other:?}"
+                ),
+                "response_format.type",
+            )),
+            None => Err(GatewayError::invalid(
+                "`response_format.type` is required",
+                "response_format.type",
+            )),
+        }
+    }
+}
+
+impl<'a> MessageView<'a> {
+    /// The JSON path of this message, for error messages.
+    pub fn path(&self) -> String {
+        format!("messages[{}]", self.index)
+    }
+
+    pub fn str_field(&self, key: &str) -> Option<&'a str> {
+        self.message.get(key).and_then(Value::as_str)
+    }
+
+    /// The content as parts: a string is one text part; `null` is none.
+    pub fn parts(&self) -> Vec<ContentPart<'a>> {
+        content_parts(self.content)
+    }
+
+    /// All text of the content joined with `sep` (non-text parts are skipped).
+    pub fn text(&self, sep: &str) -> String {
+        let texts: Vec<&str> = self
+            .parts()
+            .into_iter()
+            .filter_map(|p| match p {
+                ContentPart::Text(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        texts.join(sep)
+    }
+
+    /// An assistant message's `tool_calls`, each checked for an id and a function name.
+    pub fn tool_calls(&self) -> Result<Vec<ToolCallView<'a>>, GatewayError> {
+        let at = self.path();
+        let list = match self.message.get("tool_calls") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(a)) => a,
+            Some(other) => return Err(wrong(&format!("{at}.tool_calls"), "an array", other)),
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for (k, c) in list.iter().enumerate() {
+            let field = |path: &str| c.pointer(path).and_then(Value::as_str);
+            let (Some(id), Some(name)) = (field("/id"), field("/function/name")) else {
+                return Err(GatewayError::invalid(
+                    format!("`{at}.tool_calls[{k}]` needs a string `id` and `function.name`"),
+                    &format!("{at}.tool_calls[{k}]"),
+                ));
+            };
+            let arguments = match c.pointer("/function/arguments") {
+                None | Some(Value::Null) => "",
+                Some(Value::String(s)) => s.as_str(),
+                Some(other) => {
+                    return Err(wrong(
+                        &format!("{at}.tool_calls[{k}].function.arguments"),
+                        "a JSON-encoded string",
+                        other,
+                    ))
+                }
+            };
+            out.push(ToolCallView {
+                id,
+                name,
+                arguments,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A message `content` as parts: a string is one text part; `null` is none.
+pub fn content_parts(content: &Value) -> Vec<ContentPart<'_>> {
+    match content {
+        Value::String(s) => vec![ContentPart::Text(s)],
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| {
+                let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+                let text = |path: &str| p.pointer(path).and_then(Value::as_str);
+                match kind {
+                    "text" => ContentPart::Text(text("/text").unwrap_or("")),
+                    "refusal" => ContentPart::Text(text("/refusal").unwrap_or("")),
+                    "image_url" => match text("/image_url/url").or_else(|| text("/image_url")) {
+                        Some(url) => ContentPart::ImageUrl(url),
+                        None => ContentPart::Other(kind),
+                    },
+                    "file" => match text("/file/file_data") {
+                        Some(data) => ContentPart::FileData(data),
+                        None => ContentPart::Other(kind),
+                    },
+                    _ => ContentPart::Other(kind),
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Read a media URL: a base64 `data:` URL or an `https://` URL; anything else is `None`.
+pub fn media_source(url: &str) -> Option<MediaSource<'_>> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',')?;
+        let media_type = meta
+            .strip_suffix(";base64")?
+            .split(';')
+            .next()
+            .unwrap_or("");
+        if media_type.is_empty() || data.is_empty() {
+            return None;
+        }
+        return Some(MediaSource::Base64 { media_type, data });
+    }
+    if url
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        && url.len() > 8
+    {
+        return Some(MediaSource::Https(url));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

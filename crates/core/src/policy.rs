@@ -82,6 +82,7 @@ impl AttemptFailure {
         match (self.status, self.class) {
             (Some(s), _) => s.to_string(),
             (None, FailureClass::Timeout) => "timeout".into(),
+            (None, FailureClass::Auth) => "auth".into(),
             (None, _) => "network".into(),
         }
     }

@@ -37,6 +37,36 @@ impl Usage {
         }
     }
 
+    /// Read Anthropic's `usage` object (a message's, or the running total of a stream's
+    /// `message_start` and `message_delta` usage). Anthropic's `input_tokens` excludes cache
+    /// reads and writes, so the prompt is the sum of the three; thinking tokens are part of
+    /// `output_tokens` and not reported apart.
+    pub fn from_anthropic(v: &Value) -> Usage {
+        let cached = u(v, &["cache_read_input_tokens"]);
+        let written = u(v, &["cache_creation_input_tokens"]);
+        Usage {
+            prompt_tokens: u(v, &["input_tokens"]) + cached + written,
+            completion_tokens: u(v, &["output_tokens"]),
+            cached_tokens: cached,
+            cache_write_tokens: written,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// Read Gemini's `usageMetadata`. `candidatesTokenCount` excludes thinking, so the
+    /// completion is candidates + thoughts; tool-use prompt tokens (results of built-in tools)
+    /// count as prompt.
+    pub fn from_gemini(v: &Value) -> Usage {
+        let thoughts = u(v, &["thoughtsTokenCount"]);
+        Usage {
+            prompt_tokens: u(v, &["promptTokenCount"]) + u(v, &["toolUsePromptTokenCount"]),
+            completion_tokens: u(v, &["candidatesTokenCount"]) + thoughts,
+            cached_tokens: u(v, &["cachedContentTokenCount"]),
+            cache_write_tokens: 0,
+            reasoning_tokens: thoughts,
+        }
+    }
+
     pub fn total_tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
     }
@@ -75,5 +105,46 @@ mod tests {
         );
         assert_eq!(u.to_openai()["total_tokens"], 15);
         assert_eq!(Usage::from_openai(&json!({})), Usage::default());
+    }
+
+    #[test]
+    fn anthropic_prompt_includes_cache_reads_and_writes() {
+        let v = json!({"input_tokens": 10, "cache_read_input_tokens": 100,
+                       "cache_creation_input_tokens": 7, "output_tokens": 20});
+        let u = Usage::from_anthropic(&v);
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 117,
+                completion_tokens: 20,
+                cached_tokens: 100,
+                cache_write_tokens: 7,
+                reasoning_tokens: 0
+            }
+        );
+        assert_eq!(u.to_openai()["total_tokens"], 137);
+        assert_eq!(Usage::from_anthropic(&json!({})), Usage::default());
+    }
+
+    #[test]
+    fn gemini_completion_includes_thoughts() {
+        let v = json!({"promptTokenCount": 12, "candidatesTokenCount": 5,
+                       "thoughtsTokenCount": 30, "cachedContentTokenCount": 8,
+                       "totalTokenCount": 47});
+        let u = Usage::from_gemini(&v);
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 12,
+                completion_tokens: 35,
+                cached_tokens: 8,
+                cache_write_tokens: 0,
+                reasoning_tokens: 30
+            }
+        );
+        assert_eq!(u.total_tokens(), 47, "matches Gemini's own total");
+        let tools =
+            Usage::from_gemini(&json!({"promptTokenCount": 3, "toolUsePromptTokenCount": 4}));
+        assert_eq!(tools.prompt_tokens, 7);
     }
 }

@@ -3,7 +3,12 @@
 //!
 //! Dispatch is a closed `match` on [`Protocol`]; OpenAI-compatible services (DeepSeek, Groq,
 //! Together, Mistral, Fireworks, OpenRouter, Ollama) are presets of the `openai` module.
+//! `anthropic` and `gemini` translate the OpenAI request to their native APIs and their answers
+//! (complete or streamed) back to OpenAI's shapes; each module documents its mapping.
 
+pub mod anthropic;
+pub mod common;
+pub mod gemini;
 pub mod openai;
 
 use crate::chat::ChatRequest;
@@ -19,12 +24,15 @@ pub struct UpstreamRequest {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Parameters the target cannot honour that were dropped rather than refused, one short
+    /// ASCII sentence each (for the `x-switchyard-warnings` header). Empty for OpenAI targets.
+    pub warnings: Vec<String>,
 }
 
 /// What a complete (non-streamed) upstream answer told us.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamAnswer {
-    /// The body to send to the caller.
+    /// The body to send to the caller: an OpenAI `chat.completion`, whatever the protocol.
     pub body: Vec<u8>,
     pub usage: Option<Usage>,
     /// The model the upstream says answered.
@@ -40,26 +48,32 @@ pub fn build_chat(
 ) -> Result<UpstreamRequest, GatewayError> {
     match provider.kind.protocol() {
         Protocol::OpenAi => Ok(openai::build_chat(provider, target_model, req, api_key)),
-        Protocol::Anthropic | Protocol::Gemini => Err(GatewayError::new(
-            crate::error::ErrorKind::UnsupportedParameter,
-            format!(
-                "provider {:?} speaks a protocol this build does not translate yet",
-                provider.id
-            ),
-        )),
+        Protocol::Anthropic => anthropic::build_chat(provider, target_model, req, api_key),
+        Protocol::Gemini => gemini::build_chat(provider, target_model, req, api_key),
     }
 }
 
-/// Read a successful (2xx) non-streamed answer.
+/// Read a successful (2xx) non-streamed answer. Translated answers carry `created: 0`; use
+/// [`parse_chat_answer_at`] to stamp the time.
 pub fn parse_chat_answer(
     protocol: Protocol,
     body: Vec<u8>,
 ) -> Result<UpstreamAnswer, AttemptFailure> {
+    parse_chat_answer_at(protocol, body, 0)
+}
+
+/// [`parse_chat_answer`], with the `created` time (Unix seconds) written into translated answers
+/// (Anthropic and Gemini answers carry no timestamp; the core has no clock). OpenAI answers are
+/// passed through unchanged.
+pub fn parse_chat_answer_at(
+    protocol: Protocol,
+    body: Vec<u8>,
+    created_unix_secs: u64,
+) -> Result<UpstreamAnswer, AttemptFailure> {
     match protocol {
         Protocol::OpenAi => openai::parse_chat_answer(body),
-        Protocol::Anthropic | Protocol::Gemini => Err(AttemptFailure::malformed(
-            "protocol not supported by this build",
-        )),
+        Protocol::Anthropic => anthropic::parse_chat_answer(&body, created_unix_secs),
+        Protocol::Gemini => gemini::parse_chat_answer(&body, created_unix_secs),
     }
 }
 
@@ -68,22 +82,38 @@ pub fn parse_chat_answer(
 #[derive(Debug)]
 pub enum ChatStream {
     OpenAi(openai::OpenAiStream),
+    Anthropic(anthropic::AnthropicStream),
+    Gemini(gemini::GeminiStream),
 }
 
 impl ChatStream {
     pub fn new(protocol: Protocol, include_usage: bool) -> Result<ChatStream, GatewayError> {
-        match protocol {
-            Protocol::OpenAi => Ok(ChatStream::OpenAi(openai::OpenAiStream::new(include_usage))),
-            Protocol::Anthropic | Protocol::Gemini => Err(GatewayError::internal(
-                "protocol not supported by this build",
-            )),
+        Ok(match protocol {
+            Protocol::OpenAi => ChatStream::OpenAi(openai::OpenAiStream::new(include_usage)),
+            Protocol::Anthropic => {
+                ChatStream::Anthropic(anthropic::AnthropicStream::new(include_usage, 0))
+            }
+            Protocol::Gemini => ChatStream::Gemini(gemini::GeminiStream::new(include_usage, 0)),
+        })
+    }
+
+    /// Stamp translated chunks with `created` (Unix seconds); without it they carry 0. OpenAI
+    /// chunks are passed through unchanged.
+    pub fn with_created(mut self, created_unix_secs: u64) -> ChatStream {
+        match &mut self {
+            ChatStream::OpenAi(_) => {}
+            ChatStream::Anthropic(s) => s.set_created(created_unix_secs),
+            ChatStream::Gemini(s) => s.set_created(created_unix_secs),
         }
+        self
     }
 
     /// Feed upstream bytes; bytes for the caller are appended to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
         match self {
             ChatStream::OpenAi(s) => s.feed(bytes, out),
+            ChatStream::Anthropic(s) => s.feed(bytes, out),
+            ChatStream::Gemini(s) => s.feed(bytes, out),
         }
     }
 
@@ -91,6 +121,8 @@ impl ChatStream {
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
         match self {
             ChatStream::OpenAi(s) => s.finish(out),
+            ChatStream::Anthropic(s) => s.finish(out),
+            ChatStream::Gemini(s) => s.finish(out),
         }
     }
 
@@ -98,12 +130,16 @@ impl ChatStream {
     pub fn content_started(&self) -> bool {
         match self {
             ChatStream::OpenAi(s) => s.content_started,
+            ChatStream::Anthropic(s) => s.content_started,
+            ChatStream::Gemini(s) => s.content_started,
         }
     }
 
     pub fn usage(&self) -> Option<Usage> {
         match self {
             ChatStream::OpenAi(s) => s.usage,
+            ChatStream::Anthropic(s) => s.usage,
+            ChatStream::Gemini(s) => s.usage,
         }
     }
 
@@ -111,6 +147,8 @@ impl ChatStream {
     pub fn model(&self) -> Option<&str> {
         match self {
             ChatStream::OpenAi(s) => s.model.as_deref(),
+            ChatStream::Anthropic(s) => s.model.as_deref(),
+            ChatStream::Gemini(s) => s.model.as_deref(),
         }
     }
 
@@ -118,6 +156,8 @@ impl ChatStream {
     pub fn malformed(&self) -> u32 {
         match self {
             ChatStream::OpenAi(s) => s.malformed,
+            ChatStream::Anthropic(s) => s.malformed,
+            ChatStream::Gemini(s) => s.malformed,
         }
     }
 }
@@ -131,9 +171,9 @@ pub fn classify_error(
     now_ms: u64,
 ) -> AttemptFailure {
     match protocol {
-        Protocol::OpenAi | Protocol::Anthropic | Protocol::Gemini => {
-            openai::classify_error(status, retry_after, body, now_ms)
-        }
+        Protocol::OpenAi => openai::classify_error(status, retry_after, body, now_ms),
+        Protocol::Anthropic => anthropic::classify_error(status, retry_after, body, now_ms),
+        Protocol::Gemini => gemini::classify_error(status, retry_after, body, now_ms),
     }
 }
 

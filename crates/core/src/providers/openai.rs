@@ -40,6 +40,7 @@ pub fn build_chat(
         url: format!("{}/chat/completions", provider.base_url()),
         headers,
         body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
+        warnings: Vec::new(),
     }
 }
 

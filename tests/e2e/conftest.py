@@ -1,0 +1,336 @@
+"""End-to-end harness: one fake provider and one real `wrangler dev` for the whole session.
+
+Both bind 127.0.0.1 on free ports, run in their own process groups, and are stopped by PID at
+the end of the session — also when a test fails or the run is interrupted. The worker must have
+been built already (scripts/test.sh does it); wrangler is started with SWITCHYARD_SKIP_BUILD=1.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "node_modules" / ".bin"
+FAKE_BIN = Path(os.environ.get("SWITCHYARD_FAKE_BIN", ROOT / "target" / "release" / "fake-provider"))
+
+# Test-only values: not real keys. They let tests check what reaches the upstream.
+TEST_KEY = "test-key-oa-0001"
+BACKUP_KEY = "test-key-backup-0002"
+
+_children: list[subprocess.Popen] = []
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for p in reversed(_children):
+        _stop(p)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrangler_env() -> dict:
+    env = dict(os.environ)
+    env.update(
+        CI="true",
+        WRANGLER_SEND_METRICS="false",
+        CLOUDFLARE_CF_FETCH_ENABLED="false",
+        SWITCHYARD_SKIP_BUILD="1",
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+        NO_COLOR="1",
+        FORCE_COLOR="0",
+    )
+    return env
+
+
+# --- the fake provider -------------------------------------------------------------------
+
+
+class Fake:
+    def __init__(self, port: int):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=self.base, timeout=10)
+
+    def url(self, instance: str, suffix: str = "/v1") -> str:
+        return f"{self.base}/{instance}{suffix}"
+
+    def requests(self, id: str | None = None, instance: str | None = None) -> list[dict]:
+        params = {k: v for k, v in (("id", id), ("instance", instance)) if v}
+        return self.http.get("/_fake/requests", params=params).json()
+
+    def set_behavior(self, instance: str, spec: str) -> None:
+        r = self.http.post("/_fake/behavior", json={"instance": instance, "spec": spec})
+        r.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Fake:
+    if not FAKE_BIN.exists():
+        pytest.fail(f"{FAKE_BIN} is missing: build it with `cargo build --release -p fake-provider`")
+    proc = subprocess.Popen(
+        [str(FAKE_BIN), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    _children.append(proc)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "listening on" not in line:
+        _stop(proc)
+        pytest.fail(f"fake provider did not start: {line!r}")
+    port = int(line.rsplit(":", 1)[1])
+    yield Fake(port)
+    _stop(proc)
+
+
+# --- the gateway under wrangler dev ------------------------------------------------------
+
+FAST_RETRY = {"backoff_base_ms": 20, "backoff_max_ms": 100, "retry_after_cap_ms": 3000}
+FAST_DEADLINES = {
+    "headers_ms": 1500,
+    "response_ms": 2500,
+    "first_token_ms": 1500,
+    "idle_ms": 1500,
+    "total_ms": 10000,
+}
+
+
+def test_config(fake: Fake) -> dict:
+    def provider(pid: str, secret: str = "TEST_OA_KEY", **extra) -> dict:
+        return {"id": pid, "kind": "openai", "base_url": fake.url(pid), "api_key_secrets": [secret], **extra}
+
+    return {
+        "max_body_bytes": 64 * 1024,
+        "retry": FAST_RETRY,
+        "deadlines": FAST_DEADLINES,
+        "providers": [
+            provider("oa", models={"small-1": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}),
+            provider("backup", secret="TEST_BACKUP_KEY"),
+            provider("third"),
+            provider("small", models={"tiny-ctx": {"context_window": 8}}),
+            provider("large", models={"huge-ctx": {"context_window": 1000000}}),
+            provider("nokey", secret="TEST_UNSET_SECRET"),
+        ],
+        "routes": [
+            {"model": "plain", "targets": [{"provider": "oa", "model": "small-1"}]},
+            {
+                "model": "failover",
+                "targets": [{"provider": "oa", "model": "small-1"}, {"provider": "backup", "model": "backup-1"}],
+            },
+            {
+                "model": "three",
+                "targets": [
+                    {"provider": "oa", "model": "small-1"},
+                    {"provider": "backup", "model": "backup-1"},
+                    {"provider": "third", "model": "third-1"},
+                ],
+            },
+            {
+                "model": "ctx-small",
+                "targets": [{"provider": "small", "model": "tiny-ctx"}],
+                "context_fallback": "ctx-large",
+            },
+            {"model": "ctx-large", "targets": [{"provider": "large", "model": "huge-ctx"}]},
+            {
+                "model": "policy-failover",
+                "targets": [{"provider": "oa", "model": "small-1"}, {"provider": "backup", "model": "backup-1"}],
+                "failover_on_content_policy": True,
+            },
+            {
+                "model": "nokey-then-backup",
+                "targets": [{"provider": "nokey", "model": "x"}, {"provider": "backup", "model": "backup-1"}],
+            },
+        ],
+    }
+
+
+class Gateway:
+    def __init__(self, port: int, log_path: Path):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.http = httpx.Client(base_url=self.base, timeout=30)
+
+    def chat(self, body: dict, headers: dict | None = None) -> httpx.Response:
+        return self.http.post("/v1/chat/completions", json=body, headers=headers or {})
+
+    def stream(self, body: dict, headers: dict | None = None) -> "StreamResult":
+        """POST a streaming request and collect its SSE events with arrival times."""
+        body = {**body, "stream": True}
+        t0 = time.monotonic()
+        events: list[tuple[float, str]] = []
+        raw = b""
+        with self.http.stream("POST", "/v1/chat/completions", json=body, headers=headers or {}) as r:
+            status, resp_headers = r.status_code, r.headers
+            t_headers = time.monotonic() - t0
+            buf = ""
+            for chunk in r.iter_text():
+                raw += chunk.encode()
+                buf += chunk
+                while "\n\n" in buf:
+                    ev, buf = buf.split("\n\n", 1)
+                    for line in ev.splitlines():
+                        if line.startswith("data: "):
+                            events.append((time.monotonic() - t0, line[6:]))
+        return StreamResult(status, resp_headers, events, raw, t_headers, time.monotonic() - t0)
+
+    def log_lines(self) -> list[dict]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            start = line.find('{"msg":"switchyard.')
+            if start >= 0:
+                try:
+                    out.append(json.loads(line[start:]))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def log_for(self, request_id: str, timeout: float = 10.0) -> dict:
+        """Poll the wrangler output until the request's log line appears."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_lines():
+                if line.get("request_id") == request_id:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no log line for {request_id}")
+
+
+class StreamResult:
+    def __init__(self, status, headers, events, raw, t_headers, t_total):
+        self.status = status
+        self.headers = headers
+        self.events = events
+        self.raw = raw
+        self.t_headers = t_headers
+        self.t_total = t_total
+
+    @property
+    def data(self) -> list[str]:
+        return [d for _, d in self.events]
+
+    def chunks(self) -> list[dict]:
+        return [json.loads(d) for d in self.data if d != "[DONE]"]
+
+    def content(self) -> str:
+        return "".join(
+            (c.get("choices") or [{}])[0].get("delta", {}).get("content") or ""
+            for c in self.chunks()
+            if c.get("choices")
+        )
+
+    @property
+    def done(self) -> bool:
+        return bool(self.data) and self.data[-1] == "[DONE]"
+
+    def error(self) -> dict | None:
+        for c in self.chunks():
+            if "error" in c:
+                return c["error"]
+        return None
+
+
+def start_wrangler(config: dict, vars: dict[str, str], state_dir: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
+    env = wrangler_env()
+    subprocess.run(
+        [str(BIN / "wrangler"), "d1", "migrations", "apply", "DB", "--local", "--persist-to", str(state_dir)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    port = free_port()
+    args = [
+        str(BIN / "wrangler"),
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--inspector-port",
+        str(free_port()),
+        "--persist-to",
+        str(state_dir),
+        "--var",
+        f"SWITCHYARD_CONFIG:{json.dumps(config)}",
+    ]
+    # Secrets go through an env file in the temp dir: a developer's .dev.vars is not read, and the
+    # values stay off the command line.
+    env_file = log_path.with_suffix(".env")
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in vars.items()) or "SWITCHYARD_TEST=1\n")
+    args += ["--env-file", str(env_file)]
+    log = open(log_path, "w")
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _children.append(proc)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"wrangler dev exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    _stop(proc)
+    raise RuntimeError(f"wrangler dev did not answer in 90 s: {log_path.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="switchyard-e2e-"))
+    return d
+
+
+@pytest.fixture(scope="session")
+def gateway(fake: Fake, workdir: Path) -> Gateway:
+    log_path = workdir / "wrangler.log"
+    proc, port = start_wrangler(
+        test_config(fake),
+        {"TEST_OA_KEY": TEST_KEY, "TEST_BACKUP_KEY": BACKUP_KEY},
+        workdir / "state",
+        log_path,
+    )
+    yield Gateway(port, log_path)
+    _stop(proc)
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def msg(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
