@@ -14,7 +14,7 @@ use switchyard_core::policy::{
 use switchyard_core::providers::{self, ChatStream, UpstreamAnswer};
 use worker::{ByteStream, Env};
 
-use crate::platform::{now_ms, random_unit, secret};
+use crate::platform::{mark_key_bad, now_ms, pick_key, random_unit};
 use crate::upstream::{self, Abort, InFlight, Next};
 
 /// A stream whose first content token has arrived: safe to start answering the caller.
@@ -110,8 +110,9 @@ pub async fn run(
                     "route names an unknown provider",
                 )));
             };
+            let key = pick_key(env, provider);
             let t0 = now_ms();
-            let result = attempt(env, provider, target, req, &deadlines, remaining).await;
+            let result = attempt(provider, key.as_ref(), target, req, &deadlines, remaining).await;
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
                 Err(f) => f.label(),
@@ -137,6 +138,17 @@ pub async fn run(
                     let remaining = deadlines.total_ms.saturating_sub(now_ms() - started_ms);
                     if remaining == 0 {
                         return Err(fail(planner.out_of_time()));
+                    }
+                    // A key the upstream rejected: the provider's next key, before anything else.
+                    if f.class == FailureClass::Auth && f.status.is_some() {
+                        if let Some((name, _)) = &key {
+                            if mark_key_bad(env, provider, name) {
+                                if let Some(d) = planner.retry_with_another_key(&provider.id, &f) {
+                                    decision = d;
+                                    continue;
+                                }
+                            }
+                        }
                     }
                     decision = planner.after_failure(&provider.id, f, remaining, random_unit());
                 }
@@ -168,17 +180,14 @@ impl From<AttemptFailure> for AttemptError {
 }
 
 async fn attempt(
-    env: &Env,
     provider: &ProviderConfig,
+    key: Option<&(String, String)>,
     target: &TargetConfig,
     req: &ChatRequest,
     deadlines: &Deadlines,
     remaining_ms: u64,
 ) -> Result<Answer, AttemptError> {
-    let key = provider
-        .api_key_secrets
-        .iter()
-        .find_map(|name| secret(env, name));
+    let key = key.map(|(_, value)| value.as_str());
     if key.is_none() && !provider.kind.key_optional() {
         return Err(AttemptFailure::new(
             FailureClass::Auth,
@@ -190,8 +199,8 @@ async fn attempt(
         )
         .into());
     }
-    let up = providers::build_chat(provider, &target.model, req, key.as_deref())
-        .map_err(AttemptError::Fatal)?;
+    let up =
+        providers::build_chat(provider, &target.model, req, key).map_err(AttemptError::Fatal)?;
     let protocol = provider.kind.protocol();
 
     if !req.stream {

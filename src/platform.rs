@@ -1,9 +1,10 @@
 //! The platform's clock, randomness, configuration and secrets, behind plain functions.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use switchyard_core::config::{Config, ConfigError};
+use switchyard_core::config::{Config, ConfigError, ProviderConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
 use worker::{console_error, Env};
 
@@ -102,4 +103,47 @@ pub fn secret(env: &Env, name: &str) -> Option<String> {
         .ok()
         .map(|s| s.to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// How long a key that drew a 401/403 is passed over in favour of the provider's other keys.
+pub const BAD_KEY_TTL_MS: u64 = 5 * 60 * 1000;
+
+thread_local! {
+    /// Secret name → until when it is considered bad (isolate memory; each isolate learns alone).
+    static BAD_KEYS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+}
+
+fn is_bad(name: &str, now: u64) -> bool {
+    BAD_KEYS.with(|b| b.borrow().get(name).is_some_and(|until| *until > now))
+}
+
+/// The provider's key to use: the first set secret not recently rejected; if every set one was
+/// rejected, the first set one (keys get fixed; never fail without trying).
+/// Returns (secret name, value).
+pub fn pick_key(env: &Env, provider: &ProviderConfig) -> Option<(String, String)> {
+    let now = now_ms();
+    let mut first = None;
+    for name in &provider.api_key_secrets {
+        if let Some(value) = secret(env, name) {
+            if !is_bad(name, now) {
+                return Some((name.clone(), value));
+            }
+            first.get_or_insert((name.clone(), value));
+        }
+    }
+    first
+}
+
+/// Remember that the upstream rejected this key. Returns whether the provider has another set
+/// key that is not known bad.
+pub fn mark_key_bad(env: &Env, provider: &ProviderConfig, name: &str) -> bool {
+    let now = now_ms();
+    BAD_KEYS.with(|b| {
+        b.borrow_mut()
+            .insert(name.to_string(), now + BAD_KEY_TTL_MS)
+    });
+    provider
+        .api_key_secrets
+        .iter()
+        .any(|n| n != name && !is_bad(n, now) && secret(env, n).is_some())
 }

@@ -28,6 +28,7 @@ FAKE_BIN = Path(os.environ.get("SWITCHYARD_FAKE_BIN", ROOT / "target" / "release
 # Test-only values: not real keys. They let tests check what reaches the upstream.
 TEST_KEY = "test-key-oa-0001"
 BACKUP_KEY = "test-key-backup-0002"
+BAD_KEY = "test-key-revoked-0003"
 
 _children: list[subprocess.Popen] = []
 
@@ -141,6 +142,7 @@ def test_config(fake: Fake) -> dict:
             provider("small", models={"tiny-ctx": {"context_window": 8}}),
             provider("large", models={"huge-ctx": {"context_window": 1000000}}),
             provider("nokey", secret="TEST_UNSET_SECRET"),
+            {**provider("multikey"), "api_key_secrets": ["TEST_BAD_KEY", "TEST_OA_KEY"]},
         ],
         "routes": [
             {"model": "plain", "targets": [{"provider": "oa", "model": "small-1"}]},
@@ -167,6 +169,12 @@ def test_config(fake: Fake) -> dict:
                 "targets": [{"provider": "oa", "model": "small-1"}, {"provider": "backup", "model": "backup-1"}],
                 "failover_on_content_policy": True,
             },
+            {
+                "model": "tight",
+                "targets": [{"provider": "oa", "model": "small-1"}, {"provider": "backup", "model": "backup-1"}],
+                "deadlines": {"total_ms": 2000, "headers_ms": 1500, "response_ms": 1500},
+            },
+            {"model": "multikey", "targets": [{"provider": "multikey", "model": "mk-1"}]},
             {
                 "model": "nokey-then-backup",
                 "targets": [{"provider": "nokey", "model": "x"}, {"provider": "backup", "model": "backup-1"}],
@@ -320,7 +328,7 @@ def gateway(fake: Fake, workdir: Path) -> Gateway:
     log_path = workdir / "wrangler.log"
     proc, port = start_wrangler(
         test_config(fake),
-        {"TEST_OA_KEY": TEST_KEY, "TEST_BACKUP_KEY": BACKUP_KEY},
+        {"TEST_OA_KEY": TEST_KEY, "TEST_BACKUP_KEY": BACKUP_KEY, "TEST_BAD_KEY": BAD_KEY},
         workdir / "state",
         log_path,
     )

@@ -428,6 +428,24 @@ impl Planner {
         Decision::Fail(self.exhausted_error())
     }
 
+    /// The upstream rejected one of several keys of the current target: try it again at once
+    /// with the next key. Counts against the total attempt budget; `None` when that is spent.
+    pub fn retry_with_another_key(
+        &mut self,
+        provider: &str,
+        failure: &AttemptFailure,
+    ) -> Option<Decision> {
+        self.last = Some((provider.to_string(), failure.clone()));
+        if self.attempts_total >= self.policy.max_attempts {
+            return None;
+        }
+        self.attempts_total += 1;
+        Some(Decision::Attempt {
+            target: self.current,
+            wait_ms: 0,
+        })
+    }
+
     /// The total deadline passed while waiting or attempting.
     pub fn out_of_time(&self) -> GatewayError {
         let base = match &self.last {
@@ -726,6 +744,26 @@ mod tests {
         }
         assert_eq!(n, 3);
         assert_eq!(p.attempts(), 3);
+    }
+
+    #[test]
+    fn another_key_is_tried_at_once_within_the_budget() {
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let mut p = Planner::new(policy, 2, false, false);
+        p.start();
+        let f = fail(FailureClass::Auth, 401);
+        assert_eq!(
+            p.retry_with_another_key("a", &f),
+            Some(Decision::Attempt {
+                target: 0,
+                wait_ms: 0
+            })
+        );
+        assert_eq!(p.retry_with_another_key("a", &f), None, "budget spent");
+        assert_eq!(p.attempts(), 2);
     }
 
     #[test]

@@ -463,11 +463,20 @@ fn handle_request(stream: &TcpStream, req: &Request, state: &Shared) -> Outcome 
     });
     drop(st);
 
-    let spec = if active {
+    let mut spec = if active {
         parsed
     } else {
         parsed.without_misbehaviour()
     };
+    if let Some(bad) = &spec.reject_key {
+        let presented = ["authorization", "x-api-key", "x-goog-api-key"]
+            .iter()
+            .filter_map(|h| req.header(h))
+            .any(|v| v.contains(bad.as_str()));
+        if presented {
+            spec.error = Some(ErrorKind::Auth);
+        }
+    }
     let mut extra = Vec::new();
     if let Some(ra) = &spec.retry_after {
         extra.push(("Retry-After".to_string(), ra.clone()));

@@ -78,6 +78,9 @@ pub struct Spec {
     pub cached: Option<u64>,
     pub reasoning: Option<u64>,
     pub tool_call: bool,
+    /// Answer 401 when the request's credentials (Authorization, x-api-key, x-goog-api-key)
+    /// contain this string: one bad key among several.
+    pub reject_key: Option<String>,
     /// Items that were not understood (unknown key or bad value), verbatim.
     pub unknown: Vec<String>,
 }
@@ -103,6 +106,7 @@ const KEYS: &[&str] = &[
     "cached",
     "reasoning",
     "tool_call",
+    "reject_key",
 ];
 
 fn key_of(item: &str) -> &str {
@@ -179,6 +183,9 @@ impl Spec {
                 "words" => num(value).map(|n| s.words = Some(n.min(MAX_WORDS))),
                 "cached" => num(value).map(|n| s.cached = Some(n)),
                 "reasoning" => num(value).map(|n| s.reasoning = Some(n)),
+                "reject_key" => value
+                    .filter(|v| !v.is_empty())
+                    .map(|v| s.reject_key = Some(v.to_string())),
                 _ => None,
             };
             if ok.is_none() {
