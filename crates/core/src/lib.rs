@@ -4,11 +4,15 @@
 //! validation, translation, stream re-framing, retry and deadline policy, configuration — is
 //! tested natively with `cargo test`. The edge (the worker crate in `src/`) performs the I/O.
 
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod logline;
 pub mod policy;
 pub mod providers;
+pub mod routing;
 pub mod sse;
+pub mod tenancy;
 pub mod usage;

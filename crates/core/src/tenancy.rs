@@ -1,0 +1,1 @@
+//! Tenants: tokens, end-user tokens, budgets, rate limits and pricing decisions.
