@@ -15,4 +15,5 @@ pub mod providers;
 pub mod routing;
 pub mod sse;
 pub mod tenancy;
+pub mod time;
 pub mod usage;
