@@ -683,4 +683,128 @@ mod tests {
         parse(r#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[]}]}"#)
             .unwrap();
     }
+
+    #[test]
+    fn views_read_what_translators_need() {
+        let r = parse(
+            r#"{"model":"m","max_tokens":5,"max_completion_tokens":9,"stop":"X","n":2,
+                "messages":[
+                  {"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"https://x/y.png"}},
+                                             {"type":"file","file":{"file_data":"data:application/pdf;base64,QQ=="}},{"type":"input_audio"}]},
+                  {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+                  {"role":"tool","tool_call_id":"c1","content":"ok"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.max_output_tokens(), Some(9));
+        assert_eq!(r.stop_sequences(), vec!["X"]);
+        assert_eq!(r.n(), 2);
+        let m: Vec<MessageView<'_>> = r.messages().collect();
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0].parts(),
+            vec![
+                ContentPart::Text("a"),
+                ContentPart::ImageUrl("https://x/y.png"),
+                ContentPart::FileData("data:application/pdf;base64,QQ=="),
+                ContentPart::Other("input_audio"),
+            ]
+        );
+        assert_eq!(m[0].text("|"), "a");
+        assert_eq!(
+            m[1].tool_calls().unwrap(),
+            vec![ToolCallView {
+                id: "c1",
+                name: "f",
+                arguments: "{}"
+            }]
+        );
+        assert_eq!(m[2].str_field("tool_call_id"), Some("c1"));
+        assert_eq!(m[2].path(), "messages[2]");
+    }
+
+    #[test]
+    fn views_report_bad_shapes_by_path() {
+        let base = |extra: &str| {
+            parse(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#
+            ))
+            .unwrap()
+        };
+        let e = base(r#","tools":[{"type":"custom","custom":{}}]"#)
+            .tools()
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools[0].type"));
+        let e = base(r#","tools":[{"type":"function","function":{"name":""}}]"#)
+            .tools()
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools[0].function.name"));
+        let e = base(r#","tools":[{"type":"function","function":{"name":"f","parameters":3}}]"#)
+            .tools()
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools[0].function.parameters"));
+        assert_eq!(
+            base(r#","tool_choice":"required""#).tool_choice().unwrap(),
+            Some(ToolChoice::Required)
+        );
+        assert_eq!(
+            base(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#)
+                .tool_choice()
+                .unwrap(),
+            Some(ToolChoice::Function("f"))
+        );
+        assert!(base(r#","tool_choice":"sometimes""#).tool_choice().is_err());
+        assert_eq!(base("").response_format().unwrap(), ResponseFormat::Text);
+        assert!(base(r#","response_format":{"type":"json_object"}"#)
+            .response_format()
+            .unwrap()
+            .is_json());
+        let e = base(r#","response_format":{"type":"yaml"}"#)
+            .response_format()
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("response_format.type"));
+        let e = base(r#","response_format":{"type":"json_schema","json_schema":{"schema":[]}}"#)
+            .response_format()
+            .unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("response_format.json_schema.schema")
+        );
+        let r = parse(r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"x","function":{"name":"f","arguments":{"a":1}}}]}]}"#).unwrap();
+        let e = r.messages().next().unwrap().tool_calls().unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].tool_calls[0].function.arguments")
+        );
+        let r = parse(r#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"function":{"name":"f"}}]}]}"#).unwrap();
+        let e = r.messages().next().unwrap().tool_calls().unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].tool_calls[0]"));
+    }
+
+    #[test]
+    fn media_urls() {
+        assert_eq!(
+            media_source("data:image/png;base64,AAAA"),
+            Some(MediaSource::Base64 {
+                media_type: "image/png",
+                data: "AAAA"
+            })
+        );
+        assert_eq!(
+            media_source("data:text/plain;charset=utf-8;base64,QQ=="),
+            Some(MediaSource::Base64 {
+                media_type: "text/plain",
+                data: "QQ=="
+            })
+        );
+        assert_eq!(
+            media_source("HTTPS://x.test/a.jpg"),
+            Some(MediaSource::Https("HTTPS://x.test/a.jpg"))
+        );
+        assert_eq!(media_source("data:image/png,AAAA"), None, "not base64");
+        assert_eq!(media_source("data:;base64,AAAA"), None);
+        assert_eq!(media_source("http://x.test/a.jpg"), None);
+        assert_eq!(media_source("https://"), None);
+        assert_eq!(media_source("ftp://é.test"), None);
+        assert_eq!(media_source("é"), None, "no panic on a multibyte prefix");
+    }
 }

@@ -159,11 +159,7 @@ pub fn build_chat(
             ));
         }
     }
-    for (key, value) in &req.body {
-        if !HANDLED.contains(&key.as_str()) && !common::is_neutral(value) {
-            warnings.push(t.dropped(key));
-        }
-    }
+    common::warn_unhandled(&t, req, HANDLED, &mut warnings);
 
     let (system, messages) = convert_messages(req, &t)?;
     let caller_tools = req.tools()?;
@@ -282,14 +278,17 @@ pub fn build_chat(
     }
     if let Some(temp) = temperature {
         if thinking.is_some() && temp.as_f64() != Some(1.0) {
-            warnings.push("temperature ignored: Anthropic thinking requires the default temperature".into());
+            warnings.push(
+                "temperature ignored: Anthropic thinking requires the default temperature".into(),
+            );
         } else {
             body.insert("temperature".into(), temp);
         }
     }
     if let Some(top_p) = req.get("top_p").cloned() {
         if thinking.is_some() && top_p.as_f64().is_some_and(|p| p < 0.95) {
-            warnings.push("top_p ignored: Anthropic thinking requires a top_p of at least 0.95".into());
+            warnings
+                .push("top_p ignored: Anthropic thinking requires a top_p of at least 0.95".into());
         } else {
             body.insert("top_p".into(), top_p);
         }
@@ -341,7 +340,10 @@ fn continues_tool_loop(req: &ChatRequest) -> bool {
         .get("tool_calls")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    has_calls && messages[last_assistant + 1..].iter().all(|m| m.role == "tool")
+    has_calls
+        && messages[last_assistant + 1..]
+            .iter()
+            .all(|m| m.role == "tool")
 }
 
 /// System texts and the alternating turns.
@@ -369,13 +371,18 @@ fn convert_messages(
                 }
                 continue;
             }
-            "user" => ("user", content_blocks(m.content, &format!("{at}.content"), t)?),
+            "user" => (
+                "user",
+                content_blocks(m.content, &format!("{at}.content"), t)?,
+            ),
             "assistant" => {
                 let mut blocks = Vec::new();
                 for (k, p) in m.parts().into_iter().enumerate() {
                     match p {
                         ContentPart::Text("") => {}
-                        ContentPart::Text(text) => blocks.push(json!({"type": "text", "text": text})),
+                        ContentPart::Text(text) => {
+                            blocks.push(json!({"type": "text", "text": text}))
+                        }
                         _ => {
                             return Err(t.unsupported(
                                 &format!("{at}.content[{k}]"),
@@ -444,11 +451,7 @@ fn convert_messages(
 }
 
 /// User (or tool result) content as Anthropic blocks.
-fn content_blocks(
-    content: &Value,
-    at: &str,
-    t: &Target<'_>,
-) -> Result<Vec<Value>, GatewayError> {
+fn content_blocks(content: &Value, at: &str, t: &Target<'_>) -> Result<Vec<Value>, GatewayError> {
     let mut blocks = Vec::new();
     for (k, part) in content_parts(content).into_iter().enumerate() {
         let here = if content.is_string() {
@@ -470,7 +473,9 @@ fn content_blocks(
                 })),
                 None => {
                     return Err(GatewayError::invalid(
-                        format!("`{here}.image_url.url` must be a base64 data: URL or an https:// URL"),
+                        format!(
+                            "`{here}.image_url.url` must be a base64 data: URL or an https:// URL"
+                        ),
                         &format!("{here}.image_url.url"),
                     ))
                 }
@@ -715,11 +720,11 @@ impl AnthropicStream {
     fn role(&mut self, out: &mut Vec<u8>) {
         if !self.role_sent {
             self.role_sent = true;
-            out.extend_from_slice(
-                &self
-                    .writer
-                    .delta(0, json!({"role": "assistant", "content": ""}), None),
-            );
+            out.extend_from_slice(&self.writer.delta(
+                0,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            ));
         }
     }
 
@@ -738,7 +743,9 @@ impl AnthropicStream {
                     self.raw_usage.insert(k.clone(), v.clone());
                 }
             }
-            self.usage = Some(Usage::from_anthropic(&Value::Object(self.raw_usage.clone())));
+            self.usage = Some(Usage::from_anthropic(&Value::Object(
+                self.raw_usage.clone(),
+            )));
         }
     }
 
@@ -793,9 +800,11 @@ impl AnthropicStream {
                             if let Some(o) = call.as_object_mut() {
                                 o.insert("index".into(), json!(n));
                             }
-                            out.extend_from_slice(
-                                &self.writer.delta(0, json!({"tool_calls": [call]}), None),
-                            );
+                            out.extend_from_slice(&self.writer.delta(
+                                0,
+                                json!({"tool_calls": [call]}),
+                                None,
+                            ));
                             self.content_started = true;
                             Block::Tool(n)
                         }
@@ -931,10 +940,18 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_parameters_are_warned() {
-        let (v, up) = build(with(json!({"seed": 3, "logprobs": true, "presence_penalty": 0,
-            "frequency_penalty": 0.5, "logit_bias": {"1": 2}, "top_logprobs": 2, "store": false})))
+        let (v, up) = build(with(
+            json!({"seed": 3, "logprobs": true, "presence_penalty": 0,
+            "frequency_penalty": 0.5, "logit_bias": {"1": 2}, "top_logprobs": 2, "store": false}),
+        ))
         .unwrap();
-        for p in ["seed", "logprobs", "frequency_penalty", "logit_bias", "top_logprobs"] {
+        for p in [
+            "seed",
+            "logprobs",
+            "frequency_penalty",
+            "logit_bias",
+            "top_logprobs",
+        ] {
             assert!(
                 up.warnings.iter().any(|w| w.starts_with(&format!("{p} "))),
                 "{p}: {:?}",
@@ -943,31 +960,50 @@ mod tests {
             assert!(v.get(p).is_none());
         }
         assert!(
-            !up.warnings.iter().any(|w| w.contains("presence_penalty") || w.contains("store")),
+            !up.warnings
+                .iter()
+                .any(|w| w.contains("presence_penalty") || w.contains("store")),
             "neutral values are dropped silently: {:?}",
             up.warnings
         );
-        assert!(up.warnings.iter().all(|w| w.is_ascii() && !w.contains('\n')));
+        assert!(up
+            .warnings
+            .iter()
+            .all(|w| w.is_ascii() && !w.contains('\n')));
     }
 
     #[test]
     fn reasoning_effort_maps_to_thinking() {
         let (v, up) = build(with(json!({"reasoning_effort": "medium"}))).unwrap();
-        assert_eq!(v["thinking"], json!({"type": "enabled", "budget_tokens": 8192}));
+        assert_eq!(
+            v["thinking"],
+            json!({"type": "enabled", "budget_tokens": 8192})
+        );
         assert_eq!(v["max_tokens"], 8192 + ANTHROPIC_DEFAULT_MAX_TOKENS);
         assert!(up.warnings.is_empty());
-        let (v, _) = build(with(json!({"reasoning_effort": "high", "max_tokens": 10000}))).unwrap();
-        assert_eq!(v["thinking"]["budget_tokens"], 5000, "half of an explicit cap");
+        let (v, _) = build(with(
+            json!({"reasoning_effort": "high", "max_tokens": 10000}),
+        ))
+        .unwrap();
+        assert_eq!(
+            v["thinking"]["budget_tokens"], 5000,
+            "half of an explicit cap"
+        );
         assert_eq!(v["max_tokens"], 10000);
         let (v, _) = build(with(json!({"reasoning_effort": "low", "max_tokens": 1500}))).unwrap();
-        assert_eq!(v["thinking"]["budget_tokens"], 1024, "never under the minimum");
+        assert_eq!(
+            v["thinking"]["budget_tokens"], 1024,
+            "never under the minimum"
+        );
         let (v, up) = build(with(json!({"reasoning_effort": "low", "max_tokens": 1000}))).unwrap();
         assert!(v.get("thinking").is_none());
         assert!(up.warnings[0].starts_with("reasoning_effort ignored"));
         let (v, _) = build(with(json!({"reasoning_effort": "none"}))).unwrap();
         assert!(v.get("thinking").is_none());
-        let (v, up) = build(with(json!({"reasoning_effort": "low", "temperature": 0.2, "top_p": 0.5})))
-            .unwrap();
+        let (v, up) = build(with(
+            json!({"reasoning_effort": "low", "temperature": 0.2, "top_p": 0.5}),
+        ))
+        .unwrap();
         assert!(v.get("temperature").is_none() && v.get("top_p").is_none());
         assert_eq!(up.warnings.len(), 2, "{:?}", up.warnings);
         let e = build(with(json!({"reasoning_effort": "extreme"}))).unwrap_err();
@@ -984,7 +1020,11 @@ mod tests {
             "tools": [{"type": "function", "function": {"name": "w"}}]});
         let (v, up) = build(body).unwrap();
         assert!(v.get("thinking").is_none());
-        assert!(up.warnings[0].contains("tool call turn"), "{:?}", up.warnings);
+        assert!(
+            up.warnings[0].contains("tool call turn"),
+            "{:?}",
+            up.warnings
+        );
         let (v, up) = build(with(json!({"reasoning_effort": "low",
             "response_format": {"type": "json_object"}})))
         .unwrap();
@@ -1009,13 +1049,25 @@ mod tests {
         assert_eq!(v["system"], "Be brief.\n\nUse metric.");
         let m = v["messages"].as_array().unwrap();
         assert_eq!(m.len(), 3);
-        assert_eq!(m[0]["content"], json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]));
+        assert_eq!(
+            m[0]["content"],
+            json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])
+        );
         assert_eq!(m[1]["content"][1]["input"], json!({"city": "Oslo"}));
         assert_eq!(m[1]["content"][2]["input"], json!({}));
         assert_eq!(m[2]["role"], "user");
-        assert_eq!(m[2]["content"][0], json!({"type": "tool_result", "tool_use_id": "t1", "content": "rain"}));
-        assert_eq!(m[2]["content"][1]["content"], json!([{"type": "text", "text": "sun"}]));
-        assert_eq!(m[2]["content"][2], json!({"type": "text", "text": "thanks"}));
+        assert_eq!(
+            m[2]["content"][0],
+            json!({"type": "tool_result", "tool_use_id": "t1", "content": "rain"})
+        );
+        assert_eq!(
+            m[2]["content"][1]["content"],
+            json!([{"type": "text", "text": "sun"}])
+        );
+        assert_eq!(
+            m[2]["content"][2],
+            json!({"type": "text", "text": "thanks"})
+        );
     }
 
     #[test]
@@ -1039,17 +1091,26 @@ mod tests {
                 {"type": "image_url", "image_url": {"url": url}}]}]})
         };
         let e = build(img("http://example.com/a.png")).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url.url"));
-        let e = build(json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}]}]}))
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].content[0].image_url.url")
+        );
+        let e = build(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}]}]}),
+        )
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnsupportedParameter);
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
-        let e = build(json!({"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]}))
-            .unwrap_err();
+        let e = build(
+            json!({"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]}),
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let (v, _) = build(json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}]}]}))
+        let (v, _) = build(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}]}]}),
+        )
         .unwrap();
         assert_eq!(v["messages"][0]["content"][0]["type"], "document");
     }
@@ -1069,10 +1130,16 @@ mod tests {
             json!({"type": "tool", "name": "w"})
         );
         let (v, _) = build(with(json!({"tools": tools, "parallel_tool_calls": false}))).unwrap();
-        assert_eq!(v["tool_choice"], json!({"type": "auto", "disable_parallel_tool_use": true}));
+        assert_eq!(
+            v["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
         let (v, _) = build(with(json!({"tools": tools}))).unwrap();
         assert!(v.get("tool_choice").is_none());
-        assert_eq!(v["tools"][0], json!({"name": "w", "input_schema": {"type": "object"}}));
+        assert_eq!(
+            v["tools"][0],
+            json!({"name": "w", "input_schema": {"type": "object"}})
+        );
         let reserved = json!([{"type": "function", "function": {"name": "json_output"}}]);
         let e = build(with(json!({"tools": reserved}))).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("tools[0].function.name"));
@@ -1081,8 +1148,10 @@ mod tests {
     #[test]
     fn json_mode_with_caller_tools_lets_the_model_choose() {
         let tools = json!([{"type": "function", "function": {"name": "w"}}]);
-        let (v, _) = build(with(json!({"tools": tools, "response_format": {"type": "json_object"}})))
-            .unwrap();
+        let (v, _) = build(with(
+            json!({"tools": tools, "response_format": {"type": "json_object"}}),
+        ))
+        .unwrap();
         assert_eq!(v["tool_choice"], json!({"type": "any"}));
         assert_eq!(v["tools"][1]["name"], JSON_TOOL);
         let (v, _) = build(with(json!({"tools": tools, "tool_choice": "none",
@@ -1097,19 +1166,42 @@ mod tests {
             let body = json!({"type": "error", "error": {"type": etype, "message": msg}});
             classify_error(status, None, body.to_string().as_bytes(), 0).class
         };
-        assert_eq!(c(529, "overloaded_error", "Overloaded"), FailureClass::Retryable);
-        assert_eq!(c(429, "rate_limit_error", "slow down"), FailureClass::RateLimited);
-        assert_eq!(c(500, "api_error", "oops"), FailureClass::Retryable);
-        assert_eq!(c(401, "authentication_error", "invalid x-api-key"), FailureClass::Auth);
-        assert_eq!(c(403, "permission_error", "no"), FailureClass::Auth);
-        assert_eq!(c(404, "not_found_error", "model: x"), FailureClass::TargetMissing);
-        assert_eq!(c(400, "invalid_request_error", "max_tokens: bad"), FailureClass::Rejected);
         assert_eq!(
-            c(400, "invalid_request_error", "prompt is too long: 200001 tokens > 200000 maximum"),
+            c(529, "overloaded_error", "Overloaded"),
+            FailureClass::Retryable
+        );
+        assert_eq!(
+            c(429, "rate_limit_error", "slow down"),
+            FailureClass::RateLimited
+        );
+        assert_eq!(c(500, "api_error", "oops"), FailureClass::Retryable);
+        assert_eq!(
+            c(401, "authentication_error", "invalid x-api-key"),
+            FailureClass::Auth
+        );
+        assert_eq!(c(403, "permission_error", "no"), FailureClass::Auth);
+        assert_eq!(
+            c(404, "not_found_error", "model: x"),
+            FailureClass::TargetMissing
+        );
+        assert_eq!(
+            c(400, "invalid_request_error", "max_tokens: bad"),
+            FailureClass::Rejected
+        );
+        assert_eq!(
+            c(
+                400,
+                "invalid_request_error",
+                "prompt is too long: 200001 tokens > 200000 maximum"
+            ),
             FailureClass::ContextLength
         );
         assert_eq!(
-            c(400, "invalid_request_error", "Output blocked by content filtering policy"),
+            c(
+                400,
+                "invalid_request_error",
+                "Output blocked by content filtering policy"
+            ),
             FailureClass::ContentPolicy
         );
         assert_eq!(c(529, "", ""), FailureClass::Retryable);
@@ -1125,7 +1217,11 @@ mod tests {
             br#"{"type":"error","error":{"type":"authentication_error","message":"invalid key sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123 see https://console.anthropic.com"}}"#,
             0,
         );
-        assert!(!f.message.contains("sk-ant") && !f.message.contains("https"), "{}", f.message);
+        assert!(
+            !f.message.contains("sk-ant") && !f.message.contains("https"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

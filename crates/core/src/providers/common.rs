@@ -39,6 +39,50 @@ impl Target<'_> {
     }
 }
 
+/// At most this many names are listed in warnings; the rest are counted.
+pub const MAX_LISTED: usize = 8;
+
+/// A caller-supplied name made safe for an HTTP header: printable ASCII without `,` or `;`, at
+/// most 64 characters.
+pub fn header_safe(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() && c != ',' && c != ';' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Warn about every non-neutral top-level parameter the translator does not handle (each one
+/// named, up to [`MAX_LISTED`], then a count).
+pub fn warn_unhandled(
+    t: &Target<'_>,
+    req: &crate::chat::ChatRequest,
+    handled: &[&str],
+    warnings: &mut Vec<String>,
+) {
+    let dropped: Vec<&String> = req
+        .body
+        .iter()
+        .filter(|(k, v)| !handled.contains(&k.as_str()) && !is_neutral(v))
+        .map(|(k, _)| k)
+        .collect();
+    for key in dropped.iter().take(MAX_LISTED) {
+        warnings.push(t.dropped(&header_safe(key)));
+    }
+    if dropped.len() > MAX_LISTED {
+        warnings.push(format!(
+            "{} more parameters ignored: not supported by {}",
+            dropped.len() - MAX_LISTED,
+            t.protocol
+        ));
+    }
+}
+
 /// Whether a parameter value asks for nothing (`null`, `false`, `0`, `""`, `[]`, `{}`), so
 /// dropping it needs no warning.
 pub fn is_neutral(v: &Value) -> bool {
@@ -71,9 +115,7 @@ pub fn parse_arguments(at: &str, arguments: &str) -> Result<Map<String, Value>, 
 }
 
 /// The reasoning effort levels OpenAI defines, checked.
-pub fn reasoning_effort<'a>(
-    req: &'a crate::chat::ChatRequest,
-) -> Result<Option<&'a str>, GatewayError> {
+pub fn reasoning_effort(req: &crate::chat::ChatRequest) -> Result<Option<&str>, GatewayError> {
     match req.get("reasoning_effort").and_then(Value::as_str) {
         None => Ok(None),
         Some(e @ ("none" | "minimal" | "low" | "medium" | "high" | "xhigh")) => Ok(Some(e)),
@@ -223,7 +265,8 @@ mod tests {
     fn arguments_must_be_a_json_object() {
         assert_eq!(parse_arguments("a", "").unwrap(), Map::new());
         assert_eq!(parse_arguments("a", r#"{"x":1}"#).unwrap()["x"], 1);
-        let e = parse_arguments("messages[1].tool_calls[0].function.arguments", "{oops").unwrap_err();
+        let e =
+            parse_arguments("messages[1].tool_calls[0].function.arguments", "{oops").unwrap_err();
         assert_eq!(
             e.param.as_deref(),
             Some("messages[1].tool_calls[0].function.arguments")
@@ -234,10 +277,25 @@ mod tests {
 
     #[test]
     fn neutral_values() {
-        for v in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})] {
+        for v in [
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(0.0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
             assert!(is_neutral(&v), "{v}");
         }
-        for v in [json!(true), json!(1), json!(-0.5), json!("x"), json!([1]), json!({"a": 1})] {
+        for v in [
+            json!(true),
+            json!(1),
+            json!(-0.5),
+            json!("x"),
+            json!([1]),
+            json!({"a": 1}),
+        ] {
             assert!(!is_neutral(&v), "{v}");
         }
     }
@@ -253,8 +311,42 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::UnsupportedParameter);
         assert_eq!(e.status(), 400);
         assert_eq!(e.param.as_deref(), Some("n"));
-        assert!(e.message.contains("`n`") && e.message.contains("\"claude\""), "{e}");
+        assert!(
+            e.message.contains("`n`") && e.message.contains("\"claude\""),
+            "{e}"
+        );
         assert!(e.message.contains("claude-x"), "{e}");
+    }
+
+    #[test]
+    fn unhandled_parameters_are_bounded_and_header_safe() {
+        let t = Target {
+            provider_id: "p",
+            model: "m",
+            protocol: "anthropic",
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), json!("m"));
+        body.insert("messages".into(), json!([{"role": "user", "content": "x"}]));
+        body.insert("a_na\u{ef}ve,key\nx".into(), json!(1));
+        for i in 0..20 {
+            body.insert(format!("extra_{i:02}"), json!(true));
+        }
+        body.insert("zero".into(), json!(0));
+        let req = crate::chat::ChatRequest::from_object(body).unwrap();
+        let mut w = Vec::new();
+        warn_unhandled(&t, &req, &["model", "messages"], &mut w);
+        assert_eq!(w.len(), MAX_LISTED + 1, "{w:?}");
+        assert_eq!(w[0], "a_na?ve?key?x ignored: not supported by anthropic");
+        assert_eq!(w[1], "extra_00 ignored: not supported by anthropic");
+        assert_eq!(
+            w[MAX_LISTED],
+            "13 more parameters ignored: not supported by anthropic"
+        );
+        assert!(w
+            .iter()
+            .all(|s| s.chars().all(|c| c == ' ' || c.is_ascii_graphic())));
+        assert_eq!(header_safe(&"a".repeat(100)).len(), 64);
     }
 
     #[test]

@@ -51,7 +51,9 @@
 use super::common::{self, ChunkWriter, Target};
 use super::openai::class_of_status;
 use super::{sanitize_message, UpstreamAnswer, UpstreamRequest};
-use crate::chat::{media_source, ChatRequest, ContentPart, MediaSource, ResponseFormat, ToolChoice};
+use crate::chat::{
+    media_source, ChatRequest, ContentPart, MediaSource, ResponseFormat, ToolChoice,
+};
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
@@ -144,11 +146,7 @@ pub fn build_chat(
             return Err(t.unsupported("modalities", "only text answers are translated"));
         }
     }
-    for (key, value) in &req.body {
-        if !HANDLED.contains(&key.as_str()) && !common::is_neutral(value) {
-            warnings.push(t.dropped(key));
-        }
-    }
+    common::warn_unhandled(&t, req, HANDLED, &mut warnings);
 
     let (system, contents) = convert_messages(req, &t, wants_signatures(model))?;
     let mut body = Map::new();
@@ -229,7 +227,10 @@ pub fn build_chat(
             if let Some(s) = schema {
                 let (schema, removed) = gemini_schema(s);
                 if !removed.is_empty() {
-                    warnings.push(removed_warning("response_format.json_schema.schema", &removed));
+                    warnings.push(removed_warning(
+                        "response_format.json_schema.schema",
+                        &removed,
+                    ));
                 }
                 put("responseSchema", Some(schema));
             }
@@ -267,9 +268,19 @@ pub fn build_chat(
 }
 
 fn removed_warning(at: &str, removed: &BTreeSet<String>) -> String {
-    let list: Vec<&str> = removed.iter().map(String::as_str).collect();
+    let list: Vec<String> = removed
+        .iter()
+        .take(common::MAX_LISTED)
+        .map(|k| common::header_safe(k))
+        .collect();
+    let more = removed.len().saturating_sub(common::MAX_LISTED);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
     format!(
-        "{at}: keywords unsupported by gemini removed: {}",
+        "{at}: keywords unsupported by gemini removed: {}{tail}",
         list.join(" ")
     )
 }
@@ -302,7 +313,10 @@ fn convert_messages(
                 }
                 continue;
             }
-            "user" => ("user", user_parts(&m.parts(), &at, m.content.is_string(), t)?),
+            "user" => (
+                "user",
+                user_parts(&m.parts(), &at, m.content.is_string(), t)?,
+            ),
             "assistant" => {
                 let mut parts = Vec::new();
                 for (k, p) in m.parts().into_iter().enumerate() {
@@ -417,7 +431,9 @@ fn user_parts(
                 }
                 None => {
                     return Err(GatewayError::invalid(
-                        format!("`{here}.image_url.url` must be a base64 data: URL or an https:// URL"),
+                        format!(
+                            "`{here}.image_url.url` must be a base64 data: URL or an https:// URL"
+                        ),
                         &format!("{here}.image_url.url"),
                     ))
                 }
@@ -427,10 +443,9 @@ fn user_parts(
                     out.push(json!({"inlineData": {"mimeType": media_type, "data": data}}))
                 }
                 _ => {
-                    return Err(t.unsupported(
-                        &format!("{here}.file"),
-                        "files must be base64 data: URLs",
-                    ))
+                    return Err(
+                        t.unsupported(&format!("{here}.file"), "files must be base64 data: URLs")
+                    )
                 }
             },
             ContentPart::Other(kind) => {
@@ -633,7 +648,11 @@ fn prompt_blocked(v: &Value) -> Option<AttemptFailure> {
 
 /// A tool call id: the call's own, else `call_<responseId>_<n>`.
 fn call_id(call: &Value, response_id: &str, n: u64) -> String {
-    if let Some(id) = call.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(id) = call
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         return id.to_string();
     }
     let clean: String = response_id
@@ -713,7 +732,13 @@ pub fn parse_chat_answer(body: &[u8], created: u64) -> Result<UpstreamAnswer, At
         let p = read_parts(c, rid, &mut calls);
         let reason = c.get("finishReason").and_then(Value::as_str).unwrap_or("");
         let finish = finish_reason(reason, !p.tool_calls.is_empty());
-        choices.push(common::choice(index, p.text, p.reasoning, p.tool_calls, finish));
+        choices.push(common::choice(
+            index,
+            p.text,
+            p.reasoning,
+            p.tool_calls,
+            finish,
+        ));
     }
     let usage = v
         .get("usageMetadata")
@@ -895,11 +920,11 @@ impl GeminiStream {
         if let Some(pos) = self.candidates.iter().position(|c| c.index == index) {
             return pos;
         }
-        out.extend_from_slice(
-            &self
-                .writer
-                .delta(index, json!({"role": "assistant", "content": ""}), None),
-        );
+        out.extend_from_slice(&self.writer.delta(
+            index,
+            json!({"role": "assistant", "content": ""}),
+            None,
+        ));
         self.candidates.push(Candidate {
             index,
             tool_calls: 0,
@@ -1046,7 +1071,10 @@ mod tests {
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
         );
         assert!(up.headers.contains(&("x-goog-api-key", "AIza-test".into())));
-        assert_eq!(v["contents"], json!([{"role": "user", "parts": [{"text": "hi"}]}]));
+        assert_eq!(
+            v["contents"],
+            json!([{"role": "user", "parts": [{"text": "hi"}]}])
+        );
         assert!(v.get("generationConfig").is_none());
         let (_, up) = build_for("models/gemini-2.5-pro", with(json!({"stream": true}))).unwrap();
         assert_eq!(
@@ -1057,9 +1085,11 @@ mod tests {
 
     #[test]
     fn generation_config() {
-        let (v, up) = build(with(json!({"temperature": 1.5, "top_p": 0.9, "max_tokens": 100,
+        let (v, up) = build(with(
+            json!({"temperature": 1.5, "top_p": 0.9, "max_tokens": 100,
             "stop": "END", "n": 2, "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5,
-            "reasoning_effort": "low"})))
+            "reasoning_effort": "low"}),
+        ))
         .unwrap();
         assert_eq!(
             v["generationConfig"],
@@ -1078,9 +1108,15 @@ mod tests {
         let e = build(with(json!({"logprobs": true}))).unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnsupportedParameter);
         assert_eq!(e.param.as_deref(), Some("logprobs"));
-        assert!(e.message.contains("gemini-2.5-flash") && e.message.contains("\"gem\""), "{e}");
+        assert!(
+            e.message.contains("gemini-2.5-flash") && e.message.contains("\"gem\""),
+            "{e}"
+        );
         build(with(json!({"logprobs": false}))).unwrap();
-        let (_, up) = build(with(json!({"user": "u1", "logit_bias": {"5": 1}, "store": false}))).unwrap();
+        let (_, up) = build(with(
+            json!({"user": "u1", "logit_bias": {"5": 1}, "store": false}),
+        ))
+        .unwrap();
         assert_eq!(up.warnings.len(), 2, "{:?}", up.warnings);
         assert!(up.warnings.iter().any(|w| w.starts_with("user ")));
         assert!(up.warnings.iter().any(|w| w.starts_with("logit_bias ")));
@@ -1108,7 +1144,11 @@ mod tests {
             json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["w"]}})
         );
         assert_eq!(up.warnings.len(), 1);
-        assert!(up.warnings[0].contains("additionalProperties"), "{:?}", up.warnings);
+        assert!(
+            up.warnings[0].contains("additionalProperties"),
+            "{:?}",
+            up.warnings
+        );
         for (choice, mode) in [("auto", "AUTO"), ("none", "NONE"), ("required", "ANY")] {
             let (v, _) = build(with(json!({"tools": tools, "tool_choice": choice}))).unwrap();
             assert_eq!(v["toolConfig"]["functionCallingConfig"]["mode"], mode);
@@ -1129,10 +1169,22 @@ mod tests {
         let c = v["contents"].as_array().unwrap();
         assert_eq!(c.len(), 3);
         assert_eq!(c[1]["role"], "model");
-        assert_eq!(c[1]["parts"][0], json!({"functionCall": {"name": "w", "args": {"city": "Oslo"}}}));
-        assert_eq!(c[2]["parts"][0], json!({"functionResponse": {"name": "w", "response": {"temp": 3}}}));
-        assert_eq!(c[2]["parts"][1], json!({"functionResponse": {"name": "t", "response": {"content": "noon"}}}));
-        assert_eq!(c[2]["parts"][2]["functionResponse"]["response"], json!({"content": [1, 2]}));
+        assert_eq!(
+            c[1]["parts"][0],
+            json!({"functionCall": {"name": "w", "args": {"city": "Oslo"}}})
+        );
+        assert_eq!(
+            c[2]["parts"][0],
+            json!({"functionResponse": {"name": "w", "response": {"temp": 3}}})
+        );
+        assert_eq!(
+            c[2]["parts"][1],
+            json!({"functionResponse": {"name": "t", "response": {"content": "noon"}}})
+        );
+        assert_eq!(
+            c[2]["parts"][2]["functionResponse"]["response"],
+            json!({"content": [1, 2]})
+        );
         // Gemini 3 gets the documented placeholder signature on the first call of a turn.
         let (v, _) = build_for("gemini-3-pro-preview", body).unwrap();
         let parts = v["contents"][1]["parts"].as_array().unwrap();
@@ -1204,27 +1256,86 @@ mod tests {
             let body = json!({"error": {"code": status, "message": msg, "status": grpc}});
             classify_error(status, None, body.to_string().as_bytes(), 0).class
         };
-        assert_eq!(c(429, "RESOURCE_EXHAUSTED", "quota"), FailureClass::RateLimited);
+        assert_eq!(
+            c(429, "RESOURCE_EXHAUSTED", "quota"),
+            FailureClass::RateLimited
+        );
         assert_eq!(c(503, "UNAVAILABLE", "overloaded"), FailureClass::Retryable);
         assert_eq!(c(500, "INTERNAL", "oops"), FailureClass::Retryable);
         assert_eq!(c(504, "DEADLINE_EXCEEDED", "slow"), FailureClass::Retryable);
         assert_eq!(c(401, "UNAUTHENTICATED", "no"), FailureClass::Auth);
         assert_eq!(c(403, "PERMISSION_DENIED", "no"), FailureClass::Auth);
-        assert_eq!(c(404, "NOT_FOUND", "models/x is not found"), FailureClass::TargetMissing);
-        assert_eq!(c(400, "INVALID_ARGUMENT", "bad field"), FailureClass::Rejected);
+        assert_eq!(
+            c(404, "NOT_FOUND", "models/x is not found"),
+            FailureClass::TargetMissing
+        );
+        assert_eq!(
+            c(400, "INVALID_ARGUMENT", "bad field"),
+            FailureClass::Rejected
+        );
         assert_eq!(
             c(400, "INVALID_ARGUMENT", "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576)."),
             FailureClass::ContextLength
         );
         assert_eq!(
-            c(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
+            c(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key."
+            ),
             FailureClass::Auth
         );
-        assert_eq!(classify_error(502, None, b"", 0).class, FailureClass::Retryable);
+        assert_eq!(
+            classify_error(502, None, b"", 0).class,
+            FailureClass::Retryable
+        );
         let arr = br#"[{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}]"#;
-        assert_eq!(classify_error(429, Some("2"), arr, 0).retry_after_ms, Some(2_000));
+        assert_eq!(
+            classify_error(429, Some("2"), arr, 0).retry_after_ms,
+            Some(2_000)
+        );
         let f = classify_error(400, None, br#"{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"API key not valid: AIzaSyA1234567890abcdefghij see https://ai.google.dev"}}"#, 0);
-        assert!(!f.message.contains("AIza") && !f.message.contains("https"), "{}", f.message);
+        assert!(
+            !f.message.contains("AIza") && !f.message.contains("https"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn grpc_status_alone_classifies() {
+        // In-stream errors have no HTTP status; some carry no `code` either.
+        let c = |grpc: &str| error_class(&json!({"status": grpc, "message": "m"}), None).0;
+        assert_eq!(c("RESOURCE_EXHAUSTED"), FailureClass::RateLimited);
+        assert_eq!(c("UNAVAILABLE"), FailureClass::Retryable);
+        assert_eq!(c("PERMISSION_DENIED"), FailureClass::Auth);
+        assert_eq!(c("NOT_FOUND"), FailureClass::TargetMissing);
+        assert_eq!(c("INVALID_ARGUMENT"), FailureClass::Rejected);
+        assert_eq!(c(""), FailureClass::Retryable);
+    }
+
+    #[test]
+    fn every_candidate_must_finish() {
+        let one_done = concat!(
+            r#"data: {"candidates":[{"content":{"parts":[{"text":"A"}]},"index":0},{"content":{"parts":[{"text":"B"}]},"index":1}]}"#,
+            "\n\n",
+            r#"data: {"candidates":[{"content":{"parts":[{"text":"."}]},"finishReason":"STOP","index":0}]}"#,
+            "\n\n"
+        );
+        let mut s = GeminiStream::new(false, 0);
+        let mut out = Vec::new();
+        s.feed(one_done.as_bytes(), &mut out).unwrap();
+        assert!(s.finish(&mut out).is_err(), "candidate 1 never finished");
+        assert!(!String::from_utf8_lossy(&out).contains("[DONE]"));
+        let both = format!(
+            "{one_done}{}\n\n",
+            r#"data: {"candidates":[{"finishReason":"STOP","index":1}]}"#
+        );
+        let mut s = GeminiStream::new(false, 0);
+        let mut out = Vec::new();
+        s.feed(both.as_bytes(), &mut out).unwrap();
+        s.finish(&mut out).unwrap();
+        assert!(String::from_utf8_lossy(&out).ends_with("data: [DONE]\n\n"));
     }
 
     #[test]
@@ -1232,7 +1343,13 @@ mod tests {
         assert_eq!(finish_reason("STOP", false), "stop");
         assert_eq!(finish_reason("STOP", true), "tool_calls");
         assert_eq!(finish_reason("MAX_TOKENS", true), "length");
-        for r in ["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"] {
+        for r in [
+            "SAFETY",
+            "RECITATION",
+            "BLOCKLIST",
+            "PROHIBITED_CONTENT",
+            "SPII",
+        ] {
             assert_eq!(finish_reason(r, false), "content_filter", "{r}");
         }
         assert_eq!(finish_reason("OTHER", false), "stop");

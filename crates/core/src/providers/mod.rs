@@ -7,7 +7,7 @@
 //! (complete or streamed) back to OpenAI's shapes; each module documents its mapping.
 
 pub mod anthropic;
-pub mod common;
+mod common;
 pub mod gemini;
 pub mod openai;
 
