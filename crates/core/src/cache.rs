@@ -1,1 +1,0 @@
-//! The exact-match response cache: canonical keys, policy, stored answers and their replay.
