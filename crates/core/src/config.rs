@@ -96,9 +96,13 @@ pub struct ProviderConfig {
     /// Names of Worker secrets holding API keys (never the keys themselves).
     #[serde(default)]
     pub api_key_secrets: Vec<String>,
-    /// Region tags, e.g. `["eu", "eu-west"]`.
+    /// Region tags, e.g. `["eu", "country:DE", "colo:FRA"]`: residency labels matched
+    /// exactly, and locations for the `nearest` strategy (see `docs/ROUTING.md`).
     #[serde(default)]
     pub regions: Vec<String>,
+    /// How a provider with several keys picks one: `first` (default) or `spread`.
+    #[serde(default)]
+    pub key_selection: KeySelection,
     /// Upstream models this provider serves, with their prices.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
@@ -127,12 +131,75 @@ pub struct ModelConfig {
     pub context_window: Option<u64>,
 }
 
+/// How a route orders its targets (see `docs/ROUTING.md`). Every strategy avoids open circuits
+/// and honours residency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Targets in the order given; the next one only when the previous failed.
     #[default]
     Priority,
+    /// The first target drawn by `weight` (stable per request), the rest by weight.
+    Weighted,
+    /// The lowest p95 time to first byte first, exploring others now and then.
+    Latency,
+    /// The target whose provider's region tags best match the caller's location first.
+    Nearest,
+    /// The cheapest target whose context window fits the request first.
+    Cost,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Priority => "priority",
+            Strategy::Weighted => "weighted",
+            Strategy::Latency => "latency",
+            Strategy::Nearest => "nearest",
+            Strategy::Cost => "cost",
+        }
+    }
+}
+
+/// Which of a provider's keys a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeySelection {
+    /// The first key that is set and not passed over (the others are spares).
+    #[default]
+    First,
+    /// Spread requests across the keys by the request hash (skipping rate-limited ones).
+    Spread,
+}
+
+/// A rule that picks the targets for requests it matches. Every condition given must hold; a
+/// route's first matching tier wins; when none matches, all the route's targets are used.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Matches when the estimated prompt has at least this many tokens.
+    #[serde(default)]
+    pub min_prompt_tokens: Option<u64>,
+    /// Matches when the estimated prompt has at most this many tokens.
+    #[serde(default)]
+    pub max_prompt_tokens: Option<u64>,
+    /// Matches when the request has tools (`true`) or has none (`false`).
+    #[serde(default)]
+    pub tools: Option<bool>,
+    /// Matches when the `x-switchyard-tier` header has this value (case-insensitive).
+    #[serde(default)]
+    pub hint: Option<String>,
+    /// Indices into the route's `targets`, in order of preference.
+    pub targets: Vec<usize>,
+}
+
+impl TierConfig {
+    fn is_unconditional(&self) -> bool {
+        self.min_prompt_tokens.is_none()
+            && self.max_prompt_tokens.is_none()
+            && self.tools.is_none()
+            && self.hint.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +211,16 @@ pub struct RouteConfig {
     pub targets: Vec<TargetConfig>,
     #[serde(default)]
     pub strategy: Strategy,
+    /// A region tag every target's provider must carry (data residency), e.g. `"eu"`.
+    #[serde(default)]
+    pub residency: Option<String>,
+    /// Rule-based tiers: the first that matches a request picks its targets.
+    #[serde(default)]
+    pub tiers: Vec<TierConfig>,
+    /// `latency` strategy: the percentage of requests sent to another healthy target first
+    /// (default 5).
+    #[serde(default)]
+    pub explore_percent: Option<u32>,
     /// A route (public model name) with a larger context window, tried when a target reports
     /// that the prompt does not fit.
     #[serde(default)]
@@ -162,6 +239,9 @@ pub struct RouteConfig {
 pub struct TargetConfig {
     pub provider: String,
     pub model: String,
+    /// `weighted` strategy: this target's share (0–10000; 0: only as a fallback).
+    #[serde(default)]
+    pub weight: Option<u32>,
 }
 
 /// Retry policy knobs; every field optional so routes can override one at a time.
@@ -229,16 +309,21 @@ fn is_secret_name(s: &str) -> bool {
 impl Config {
     /// Parse and validate. The error names the offending field.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
+        let config: Config = serde_json::from_str(text).map_err(|e| {
             // serde_json appends " at line L column C"; keep the message, the path says where.
-            let msg = inner.to_string();
+            let msg = e.to_string();
             let msg = match msg.find(" at line ") {
                 Some(i) => msg[..i].to_string(),
                 None => msg,
             };
+            let mut path = json_path_at(text, e.line(), e.column());
+            if msg.starts_with("missing field") {
+                // Reported at the closing brace: the object is at fault, not its last key.
+                path = match path.rfind(['.', '[']) {
+                    Some(i) if path[i..].starts_with('.') => path[..i].to_string(),
+                    _ => path,
+                };
+            }
             err(path, msg)
         })?;
         config.validate()?;
@@ -273,6 +358,11 @@ impl Config {
                     at("api_key_secrets"),
                     "name at least one secret holding the API key",
                 ));
+            }
+            for (k, tag) in p.regions.iter().enumerate() {
+                if let Err(why) = crate::routing::parse_region_tag(tag) {
+                    return Err(err(format!("providers[{i}].regions[{k}]"), why));
+                }
             }
             for (k, name) in p.api_key_secrets.iter().enumerate() {
                 if !is_secret_name(name) {
@@ -333,6 +423,7 @@ impl Config {
                     ));
                 }
             }
+            self.check_route_strategy(i, r)?;
             check_retry(&r.retry, &format!("routes[{i}].retry"))?;
             check_deadlines(&r.deadlines, &format!("routes[{i}].deadlines"))?;
         }
@@ -351,6 +442,109 @@ impl Config {
         Ok(())
     }
 
+    /// Strategy fields, residency and tiers of route `i` (its targets are already known good).
+    fn check_route_strategy(&self, i: usize, r: &RouteConfig) -> Result<(), ConfigError> {
+        let at = |f: &str| format!("routes[{i}].{f}");
+        let weighted = r.strategy == Strategy::Weighted;
+        for (t, target) in r.targets.iter().enumerate() {
+            let path = format!("routes[{i}].targets[{t}].weight");
+            match target.weight {
+                Some(_) if !weighted => {
+                    return Err(err(
+                        path,
+                        "only applies when the route's strategy is \"weighted\"",
+                    ))
+                }
+                Some(w) if w > 10_000 => return Err(err(path, "must be 0-10000")),
+                None if weighted => {
+                    return Err(err(
+                        path,
+                        "strategy \"weighted\" needs a weight on every target",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if weighted && r.targets.iter().all(|t| t.weight == Some(0)) {
+            return Err(err(
+                at("targets"),
+                "strategy \"weighted\" needs at least one target with a weight above 0",
+            ));
+        }
+        if let Some(p) = r.explore_percent {
+            if r.strategy != Strategy::Latency {
+                return Err(err(
+                    at("explore_percent"),
+                    "only applies when the route's strategy is \"latency\"",
+                ));
+            }
+            if p > 50 {
+                return Err(err(at("explore_percent"), "must be 0-50"));
+            }
+        }
+        if let Some(tag) = &r.residency {
+            if let Err(why) = crate::routing::parse_region_tag(tag) {
+                return Err(err(at("residency"), why));
+            }
+            let served = r.targets.iter().any(|t| {
+                self.provider(&t.provider)
+                    .is_some_and(|p| crate::routing::has_region(p, tag))
+            });
+            if !served {
+                return Err(err(
+                    at("residency"),
+                    format!("no target's provider has the region tag {tag:?}"),
+                ));
+            }
+        }
+        let mut unconditional = false;
+        for (j, tier) in r.tiers.iter().enumerate() {
+            let tat = |f: &str| format!("routes[{i}].tiers[{j}].{f}");
+            if unconditional {
+                return Err(err(
+                    format!("routes[{i}].tiers[{j}]"),
+                    "unreachable: an earlier tier matches every request",
+                ));
+            }
+            unconditional = tier.is_unconditional();
+            if let (Some(lo), Some(hi)) = (tier.min_prompt_tokens, tier.max_prompt_tokens) {
+                if lo > hi {
+                    return Err(err(
+                        tat("min_prompt_tokens"),
+                        "must not exceed max_prompt_tokens",
+                    ));
+                }
+            }
+            if let Some(h) = &tier.hint {
+                if h.is_empty() || h.len() > 32 || !is_identifier(h) {
+                    return Err(err(
+                        tat("hint"),
+                        "must be 1-32 characters of letters, digits, '-', '_' or '.'",
+                    ));
+                }
+            }
+            if tier.targets.is_empty() {
+                return Err(err(tat("targets"), "at least one target index is required"));
+            }
+            for (k, &ix) in tier.targets.iter().enumerate() {
+                let path = format!("routes[{i}].tiers[{j}].targets[{k}]");
+                if ix >= r.targets.len() {
+                    return Err(err(
+                        path,
+                        format!(
+                            "must index the route's targets (0-{}), got {ix}",
+                            r.targets.len() - 1
+                        ),
+                    ));
+                }
+                if tier.targets[..k].contains(&ix) {
+                    return Err(err(path, format!("target {ix} is listed twice")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn route(&self, model: &str) -> Option<&RouteConfig> {
         self.routes.iter().find(|r| r.model == model)
     }
@@ -358,6 +552,70 @@ impl Config {
     pub fn provider(&self, id: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.id == id)
     }
+}
+
+/// The JSON path (`routes[1].targets[0].provider`) of the value being read at `line`/`column`
+/// (1-based, as serde_json reports errors): a small scanner instead of a path-tracking
+/// deserializer, which would cost the worker tens of kilobytes.
+fn json_path_at(text: &str, line: usize, column: usize) -> String {
+    enum Frame {
+        Obj { key: Option<String>, in_value: bool },
+        Arr(usize),
+    }
+    let mut offset = 0;
+    for (i, l) in text.split('\n').enumerate() {
+        if i + 1 == line {
+            offset += column.min(l.len());
+            break;
+        }
+        offset += l.len() + 1;
+    }
+    let bytes = text.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < offset.min(bytes.len()) {
+        match bytes[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Obj { key, in_value }) = stack.last_mut() {
+                    if !*in_value {
+                        *key = text.get(start..i.min(bytes.len())).map(str::to_string);
+                        *in_value = true;
+                    }
+                }
+            }
+            b'{' => stack.push(Frame::Obj { key: None, in_value: false }),
+            b'[' => stack.push(Frame::Arr(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Obj { in_value, .. }) => *in_value = false,
+                Some(Frame::Arr(n)) => *n += 1,
+                None => {}
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for f in &stack {
+        match f {
+            Frame::Obj { key: Some(k), in_value: true } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Frame::Obj { .. } => {}
+            Frame::Arr(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    path
 }
 
 fn check_retry(r: &RetryOverrides, at: &str) -> Result<(), ConfigError> {
@@ -441,6 +699,34 @@ mod tests {
     }
 
     #[test]
+    fn missing_fields_name_the_object() {
+        let e = Config::parse(
+            r#"{"providers":[{"kind":"openai","api_key_secrets":["K"]}],"routes":[]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "providers[0]");
+        assert!(e.message.contains("missing field `id`"), "{e}");
+        let e = with(|v| {
+            v["routes"][1]["targets"][0] = serde_json::json!({"provider": "oa"});
+        })
+        .unwrap_err();
+        assert_eq!(e.path, "routes[1].targets[0]");
+    }
+
+    #[test]
+    fn paths_survive_pretty_printing_and_strings_with_brackets() {
+        let text = r#"{
+  "providers": [
+    {"id": "a,[{", "kind": "openai", "api_key_secrets": ["K"]},
+    {"id": "b", "kind": "openai", "api_key_secrets": ["K"], "regions": [1]}
+  ],
+  "routes": []
+}"#;
+        let e = Config::parse(text).unwrap_err();
+        assert_eq!(e.path, "providers[1].regions[0]");
+    }
+
+    #[test]
     fn wrong_type_names_its_path() {
         let e = with(|v| v["max_body_bytes"] = "big".into()).unwrap_err();
         assert_eq!(e.path, "max_body_bytes");
@@ -502,6 +788,138 @@ mod tests {
         let e = with(|v| v["routes"][0]["context_fallback"] = "huge".into()).unwrap_err();
         assert_eq!(e.path, "routes[0].context_fallback");
         assert!(with(|v| v["routes"][0]["context_fallback"] = "big".into()).is_ok());
+    }
+
+    #[test]
+    fn strategies_parse_and_default_to_priority() {
+        let c = Config::parse(GOOD).expect("valid");
+        assert_eq!(c.routes[0].strategy, Strategy::Priority);
+        assert_eq!(c.providers[0].key_selection, KeySelection::First);
+        for name in ["priority", "latency", "nearest", "cost"] {
+            let c = with(|v| v["routes"][0]["strategy"] = name.into()).expect(name);
+            assert_eq!(c.routes[0].strategy.name(), name);
+        }
+        let e = with(|v| v["routes"][0]["strategy"] = "fastest".into()).unwrap_err();
+        assert_eq!(e.path, "routes[0].strategy");
+        let c = with(|v| v["providers"][0]["key_selection"] = "spread".into()).unwrap();
+        assert_eq!(c.providers[0].key_selection, KeySelection::Spread);
+    }
+
+    #[test]
+    fn weights_belong_to_weighted_routes() {
+        let weighted = |v: &mut serde_json::Value, a: serde_json::Value, b: serde_json::Value| {
+            v["routes"][0]["strategy"] = "weighted".into();
+            v["routes"][0]["targets"][0]["weight"] = a;
+            v["routes"][0]["targets"][1]["weight"] = b;
+        };
+        let c = with(|v| weighted(v, 70.into(), 30.into())).expect("valid");
+        assert_eq!(c.routes[0].targets[0].weight, Some(70));
+        // (weights, failing path)
+        let cases: [(serde_json::Value, serde_json::Value, &str); 4] = [
+            (
+                70.into(),
+                serde_json::Value::Null,
+                "routes[0].targets[1].weight",
+            ),
+            (0.into(), 0.into(), "routes[0].targets"),
+            (10_001.into(), 1.into(), "routes[0].targets[0].weight"),
+            ((-1).into(), 1.into(), "routes[0].targets[0].weight"),
+        ];
+        for (a, b, path) in cases {
+            let e = with(|v| weighted(v, a.clone(), b.clone())).unwrap_err();
+            assert_eq!(e.path, path, "{a} {b}: {e}");
+        }
+        let e = with(|v| v["routes"][0]["targets"][0]["weight"] = 5.into()).unwrap_err();
+        assert_eq!(e.path, "routes[0].targets[0].weight");
+        assert!(e.message.contains("weighted"), "{e}");
+    }
+
+    #[test]
+    fn explore_percent_belongs_to_latency_routes() {
+        let c = with(|v| {
+            v["routes"][0]["strategy"] = "latency".into();
+            v["routes"][0]["explore_percent"] = 10.into();
+        })
+        .expect("valid");
+        assert_eq!(c.routes[0].explore_percent, Some(10));
+        let e = with(|v| v["routes"][0]["explore_percent"] = 10.into()).unwrap_err();
+        assert_eq!(e.path, "routes[0].explore_percent");
+        let e = with(|v| {
+            v["routes"][0]["strategy"] = "latency".into();
+            v["routes"][0]["explore_percent"] = 51.into();
+        })
+        .unwrap_err();
+        assert_eq!(e.path, "routes[0].explore_percent");
+    }
+
+    #[test]
+    fn region_tags_and_residency() {
+        let c = with(|v| {
+            v["providers"][0]["regions"] = serde_json::json!(["eu", "country:DE", "colo:FRA"]);
+            v["routes"][0]["residency"] = "EU".into();
+        })
+        .expect("valid");
+        assert_eq!(c.routes[0].residency.as_deref(), Some("EU"));
+        let e = with(|v| v["providers"][1]["regions"] = serde_json::json!(["eu", "colo:Paris"]))
+            .unwrap_err();
+        assert_eq!(e.path, "providers[1].regions[1]");
+        assert!(e.message.contains("colo:"), "{e}");
+        let e = with(|v| v["providers"][1]["regions"] = serde_json::json!(["city:x"])).unwrap_err();
+        assert_eq!(e.path, "providers[1].regions[0]");
+        // A residency no target can satisfy is a config error, not a runtime 503 on every call.
+        let e = with(|v| v["routes"][1]["residency"] = "eu".into()).unwrap_err();
+        assert_eq!(e.path, "routes[1].residency");
+        assert!(e.message.contains("\"eu\""), "{e}");
+        let e = with(|v| v["routes"][1]["residency"] = "".into()).unwrap_err();
+        assert_eq!(e.path, "routes[1].residency");
+    }
+
+    #[test]
+    fn tiers_are_checked() {
+        let tiers =
+            |t: serde_json::Value| move |v: &mut serde_json::Value| v["routes"][0]["tiers"] = t;
+        let c = with(tiers(serde_json::json!([
+            {"max_prompt_tokens": 2000, "tools": false, "targets": [0]},
+            {"hint": "large", "targets": [1, 0]},
+            {"targets": [1]}
+        ])))
+        .expect("valid");
+        assert_eq!(c.routes[0].tiers.len(), 3);
+        assert_eq!(c.routes[0].tiers[1].hint.as_deref(), Some("large"));
+        let cases = [
+            (
+                serde_json::json!([{"targets": []}]),
+                "routes[0].tiers[0].targets",
+            ),
+            (
+                serde_json::json!([{"targets": [2]}]),
+                "routes[0].tiers[0].targets[0]",
+            ),
+            (
+                serde_json::json!([{"targets": [1, 1]}]),
+                "routes[0].tiers[0].targets[1]",
+            ),
+            (
+                serde_json::json!([{"min_prompt_tokens": 5, "max_prompt_tokens": 4, "targets": [0]}]),
+                "routes[0].tiers[0].min_prompt_tokens",
+            ),
+            (
+                serde_json::json!([{"hint": "a b", "targets": [0]}]),
+                "routes[0].tiers[0].hint",
+            ),
+            (
+                serde_json::json!([{"targets": [0]}, {"tools": true, "targets": [1]}]),
+                "routes[0].tiers[1]",
+            ),
+            (
+                serde_json::json!([{"targets": [0], "when": 1}]),
+                "routes[0].tiers[0].when",
+            ),
+        ];
+        for (t, path) in cases {
+            let e = with(tiers(t.clone())).unwrap_err();
+            assert_eq!(e.path, path, "{t}: {e}");
+        }
     }
 
     #[test]
