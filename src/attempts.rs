@@ -40,6 +40,8 @@ pub struct Outcome {
     pub provider: String,
     pub target_model: String,
     pub deadlines: Deadlines,
+    /// What the answering target's translation dropped (`x-switchyard-warnings`).
+    pub warnings: Vec<String>,
 }
 
 pub struct Failed {
@@ -112,7 +114,17 @@ pub async fn run(
             };
             let key = pick_key(env, provider);
             let t0 = now_ms();
-            let result = attempt(provider, key.as_ref(), target, req, &deadlines, remaining).await;
+            let mut warnings = Vec::new();
+            let result = attempt(
+                provider,
+                key.as_ref(),
+                target,
+                req,
+                &deadlines,
+                remaining,
+                &mut warnings,
+            )
+            .await;
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
                 Err(f) => f.label(),
@@ -131,6 +143,7 @@ pub async fn run(
                         provider: provider.id.clone(),
                         target_model: target.model.clone(),
                         deadlines,
+                        warnings,
                     })
                 }
                 Err(AttemptError::Fatal(e)) => return Err(fail(e)),
@@ -186,6 +199,7 @@ async fn attempt(
     req: &ChatRequest,
     deadlines: &Deadlines,
     remaining_ms: u64,
+    warnings: &mut Vec<String>,
 ) -> Result<Answer, AttemptError> {
     let key = key.map(|(_, value)| value.as_str());
     if key.is_none() && !provider.kind.key_optional() {
@@ -199,8 +213,10 @@ async fn attempt(
         )
         .into());
     }
-    let up =
-        providers::build_chat(provider, &target.model, req, key).map_err(AttemptError::Fatal)?;
+    // A target that cannot honour the request is skipped like a failed attempt (nothing is sent).
+    let up = providers::build_chat(provider, &target.model, req, key)
+        .map_err(|e| AttemptFailure::new(FailureClass::Unsupported, None, e.message))?;
+    warnings.clone_from(&up.warnings);
     let protocol = provider.kind.protocol();
 
     if !req.stream {
@@ -210,8 +226,9 @@ async fn attempt(
         let left = budget.saturating_sub(now_ms() - t0).max(1);
         check_status(protocol, &mut inflight, left).await?;
         let body = upstream::read_all(&mut inflight, left, upstream::ANSWER_CAP, false).await?;
-        return Ok(Answer::Complete(providers::parse_chat_answer(
-            protocol, body,
+        let created = now_ms() / 1000;
+        return Ok(Answer::Complete(providers::parse_chat_answer_at(
+            protocol, body, created,
         )?));
     }
 
@@ -222,8 +239,9 @@ async fn attempt(
         .response
         .stream()
         .map_err(|_| AttemptFailure::connect("the upstream body could not be read"))?;
-    let mut translator =
-        ChatStream::new(protocol, req.include_usage).map_err(AttemptError::Fatal)?;
+    let mut translator = ChatStream::new(protocol, req.include_usage)
+        .map_err(AttemptError::Fatal)?
+        .with_created(now_ms() / 1000);
     let mut buffered = Vec::new();
     let first_token_ms = deadlines.first_token_ms.min(remaining_ms);
     let deadline = now_ms() + first_token_ms;

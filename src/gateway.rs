@@ -1,31 +1,47 @@
-//! The request path, written down once and mirrored by [`handle`]:
+//! The request path, written down once and mirrored by [`handle`] and [`chat`]:
 //!
 //! 1. request id — the caller's `x-request-id` if sane, else a fresh one; echoed on every answer
-//! 2. dispatch — path and method (`404` unknown path, `405` wrong method)
+//! 2. dispatch — path and method (`404` unknown path, `405` wrong method, CORS preflight)
 //! 3. configuration — parsed once per isolate; invalid → `500 config_invalid` naming the field
-//! 4. authenticate — the optional shared `GATEWAY_TOKEN` (tenants arrive with the admin API)
+//! 4. authenticate — tenant token or end-user token (`401`); origin and tenant state (`403`)
 //! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field)
-//! 6. route — the public model name to its route (`404 model_not_found`)
-//! 7. attempt loop — translate, fetch with deadlines, classify, retry or fail over ([`attempts`])
-//! 8. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered
-//! 9. log — one JSON line per request (for streams, when the stream ends)
+//! 6. route — the public model name to its route (`404 model_not_found`); allowed? (`403`)
+//! 7. admit — budgets and rate limits (`429`); far from every cap this is no round trip
+//! 8. attempt loop — translate, fetch with deadlines, classify, retry or fail over ([`attempts`])
+//! 9. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered and cost
+//! 10. after the response (`ctx.wait_until`) — ledger row, gate settlement, alerts; and one JSON
+//!     log line per request (for streams, when the stream ends)
 
+use futures_channel::oneshot;
 use switchyard_core::chat::ChatRequest;
+use switchyard_core::config::{Config, ModelConfig, RouteConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::{attempts_header, rfc3339, AttemptRecord, LogLine};
-use worker::{console_log, Env, Method, Request, Response};
+use switchyard_core::tenancy::{cost_nanos, format_usd, worst_case_nanos};
+use worker::{console_log, Context, Env, Headers, Method, Request, Response};
 
 use crate::attempts::{self, Answer};
 use crate::http::{error_response, json_bytes, json_value, read_body, sane_request_id};
 use crate::platform::{self, hex, now_ms, random_bytes};
-use crate::relay;
+use crate::relay::{self, StreamEnd};
+use crate::tenants::{self, records, Admission, Caller, Settlement};
 
-pub async fn handle(mut req: Request, env: Env) -> Response {
+/// Completion tokens assumed for the worst case when a request sets no `max_tokens`.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+
+const API_PATHS: &[(&str, &str)] = &[
+    ("/v1/chat/completions", "POST"),
+    ("/v1/models", "GET"),
+    ("/healthz", "GET"),
+];
+
+pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let started = now_ms();
     let request_id = sane_request_id(req.headers().get("x-request-id").ok().flatten())
         .unwrap_or_else(|| format!("req_{}", hex(&random_bytes::<12>())));
     let path = req.path();
     let method = req.method();
+    let origin = req.headers().get("origin").ok().flatten();
     let mut log = LogLine::new(
         request_id.clone(),
         method.to_string(),
@@ -33,46 +49,51 @@ pub async fn handle(mut req: Request, env: Env) -> Response {
         rfc3339(started),
     );
 
+    let allowed_method = API_PATHS.iter().find(|(p, _)| *p == path).map(|(_, m)| *m);
     let result = match (method.clone(), path.as_str()) {
         (Method::Get, "/healthz") => Ok(Handled::Done(json_value(
             200,
             &serde_json::json!({"status": "ok"}),
         ))),
-        (Method::Get, "/v1/models") => models(&env, &req),
-        (Method::Post, "/v1/chat/completions") => chat(&mut req, &env, started, &mut log).await,
-        (_, "/healthz" | "/v1/models") => Err(method_not_allowed("GET")),
-        (_, "/v1/chat/completions") => Err(method_not_allowed("POST")),
-        _ => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            format!(
-                "Unknown path {:?}; see /v1/chat/completions and /v1/models",
-                clip(&path, 200)
-            ),
-        )),
+        (Method::Options, p) if p.starts_with("/v1/") => preflight(&env, req.headers()).await,
+        (Method::Get, "/v1/models") => models(&env, &req).await,
+        (Method::Post, "/v1/chat/completions") => {
+            chat(&mut req, &env, &ctx, started, &request_id, &mut log).await
+        }
+        _ => match allowed_method {
+            Some(m) => Err(method_not_allowed(m)),
+            None => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "Unknown path {:?}; see /v1/chat/completions and /v1/models",
+                    clip(&path, 200)
+                ),
+            )),
+        },
     };
 
-    let mut resp = match result {
-        Ok(Handled::Done(resp)) => resp,
-        Ok(Handled::Streaming(resp)) => {
-            // The relay prints the log line when the stream ends.
-            let _ = resp.headers().set("x-request-id", &request_id);
-            return resp;
-        }
+    let (mut resp, streaming) = match result {
+        Ok(Handled::Done(resp)) => (resp, false),
+        Ok(Handled::Streaming(resp)) => (resp, true),
         Err(err) => {
             log.error_code = Some(err.kind.code());
             let resp = error_response(&err);
-            if err.kind == ErrorKind::MethodNotAllowed {
-                let allow = if path == "/v1/chat/completions" {
-                    "POST"
-                } else {
-                    "GET"
-                };
-                let _ = resp.headers().set("allow", allow);
+            if let (ErrorKind::MethodNotAllowed, Some(m)) = (err.kind, allowed_method) {
+                let _ = resp.headers().set("allow", m);
             }
-            resp
+            (resp, false)
         }
     };
     let _ = resp.headers_mut().set("x-request-id", &request_id);
+    if let Some(origin) = origin.as_deref() {
+        if path.starts_with("/v1/") && records::origin_known(&env, origin).await.unwrap_or(false) {
+            cors_headers(resp.headers(), origin);
+        }
+    }
+    if streaming {
+        // The relay prints the log line when the stream ends.
+        return resp;
+    }
     log.status = resp.status_code();
     log.latency_ms = now_ms() - started;
     console_log!("{}", log.to_json());
@@ -99,42 +120,55 @@ fn method_not_allowed(allowed: &str) -> GatewayError {
     )
 }
 
-/// The optional shared token: when the `GATEWAY_TOKEN` secret is set, every API call must carry
-/// it as `Authorization: Bearer …` (or `x-api-key`).
-fn authenticate(env: &Env, req: &Request) -> Result<(), GatewayError> {
-    let Some(expected) = platform::secret(env, "GATEWAY_TOKEN") else {
-        return Ok(());
+const EXPOSED: &str = "x-request-id, x-switchyard-route, x-switchyard-provider, x-switchyard-model, \
+     x-switchyard-attempts, x-switchyard-cost-usd, x-switchyard-warnings, retry-after";
+
+fn cors_headers(h: &Headers, origin: &str) {
+    let _ = h.set("access-control-allow-origin", origin);
+    let _ = h.set("access-control-expose-headers", EXPOSED);
+    let _ = h.append("vary", "Origin");
+}
+
+/// CORS preflight: answered for origins some active tenant allows; others get 403.
+async fn preflight(env: &Env, headers: &Headers) -> Result<Handled, GatewayError> {
+    let Some(origin) = headers.get("origin").ok().flatten() else {
+        return Ok(Handled::Done(Response::builder().with_status(204).empty()));
     };
-    let headers = req.headers();
-    let given = headers
-        .get("authorization")
+    if !records::origin_known(env, &origin).await? {
+        return Err(GatewayError::new(
+            ErrorKind::OriginNotAllowed,
+            "This origin is not allowed to call this gateway",
+        ));
+    }
+    let resp = Response::builder().with_status(204).empty();
+    let h = resp.headers();
+    cors_headers(h, &origin);
+    let _ = h.set("access-control-allow-methods", "GET, POST, OPTIONS");
+    let requested = headers
+        .get("access-control-request-headers")
         .ok()
         .flatten()
-        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))
-        .or_else(|| headers.get("x-api-key").ok().flatten());
-    match given {
-        Some(token) if constant_time_eq(token.trim().as_bytes(), expected.as_bytes()) => Ok(()),
-        _ => Err(GatewayError::new(
-            ErrorKind::Unauthorized,
-            "Missing or invalid API key: send `Authorization: Bearer <token>`",
-        )),
-    }
+        .unwrap_or_default();
+    let allow = if requested.is_empty() {
+        "authorization, content-type, x-api-key, x-request-id".to_string()
+    } else {
+        requested
+    };
+    let _ = h.set("access-control-allow-headers", &allow);
+    let _ = h.set("access-control-max-age", "600");
+    Ok(Handled::Done(resp))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn models(env: &Env, req: &Request) -> Result<Handled, GatewayError> {
+async fn models(env: &Env, req: &Request) -> Result<Handled, GatewayError> {
     let config = platform::config(env)?;
-    authenticate(env, req)?;
+    let caller = tenants::authenticate(env, req.headers()).await?;
     let data: Vec<_> = config
         .routes
         .iter()
-        .map(|r| serde_json::json!({"id": r.model, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .filter(|r| tenants::check_model(&caller, &r.model).is_ok())
+        .map(|r| {
+            serde_json::json!({"id": r.model, "object": "model", "created": 0, "owned_by": "switchyard"})
+        })
         .collect();
     Ok(Handled::Done(json_value(
         200,
@@ -142,16 +176,48 @@ fn models(env: &Env, req: &Request) -> Result<Handled, GatewayError> {
     )))
 }
 
+fn prices<'a>(config: &'a Config, provider: &str, model: &str) -> Option<&'a ModelConfig> {
+    config.provider(provider)?.models.get(model)
+}
+
+/// The most this request can cost on any of the route's targets.
+fn worst_case(config: &Config, route: &RouteConfig, chat: &ChatRequest, body_len: usize) -> u64 {
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| chat.body.get(*k).and_then(serde_json::Value::as_u64));
+    route
+        .targets
+        .iter()
+        .map(|t| {
+            worst_case_nanos(
+                body_len,
+                max_tokens,
+                DEFAULT_MAX_OUTPUT_TOKENS,
+                prices(config, &t.provider, &t.model),
+            )
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 async fn chat(
     req: &mut Request,
     env: &Env,
+    ctx: &Context,
     started: u64,
+    request_id: &str,
     log: &mut LogLine,
 ) -> Result<Handled, GatewayError> {
     let config = platform::config(env)?;
-    authenticate(env, req)?;
+    let caller = tenants::authenticate(env, req.headers()).await?;
+    log.tenant = Some(caller.tenant.id.clone());
+    log.end_user = caller.user().map(str::to_string);
+    let origin = req.headers().get("origin").ok().flatten();
+    tenants::check_origin(&caller, origin.as_deref())?;
+
     let body = read_body(req, config.max_body_bytes).await?;
     let chat = ChatRequest::parse(&body)?;
+    let body_len = body.len();
     drop(body);
     log.stream = chat.stream;
     log.route = Some(chat.model.clone());
@@ -165,12 +231,28 @@ async fn chat(
         )
         .with_param("model"));
     };
+    tenants::check_model(&caller, &route.model)?;
+
+    let total_ms = switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines).total_ms;
+    let admission = tenants::admit(
+        env,
+        &caller,
+        request_id,
+        worst_case(&config, route, &chat, body_len),
+        total_ms + 60_000,
+    )
+    .await?;
 
     let mut tried: Vec<AttemptRecord> = Vec::new();
     let outcome = attempts::run(env, &config, route, &chat, started, &mut tried).await;
     log.attempts = tried.len();
     let attempts_value = attempts_header(&tried);
     log.attempt_log = tried;
+    let mut settlement = Settlement {
+        request_id: request_id.to_string(),
+        route: route.model.clone(),
+        ..Default::default()
+    };
     let outcome = match outcome {
         Ok(o) => o,
         Err(failed) => {
@@ -184,6 +266,8 @@ async fn chat(
                 .headers_mut()
                 .set("x-switchyard-attempts", &attempts_value);
             log.error_code = Some(failed.error.kind.code());
+            // Nothing was answered: release the reservation, write no ledger row.
+            settle_later(ctx, env, caller, admission, settlement);
             return Ok(Handled::Done(resp));
         }
     };
@@ -191,12 +275,17 @@ async fn chat(
     log.provider = Some(outcome.provider.clone());
     log.upstream_model = Some(outcome.target_model.clone());
     log.ttfb_ms = Some(now_ms() - started);
+    settlement.route = outcome.route.clone();
+    settlement.provider = outcome.provider.clone();
+    settlement.model = outcome.target_model.clone();
+    let model_prices = prices(&config, &outcome.provider, &outcome.target_model).cloned();
 
     let resp = match outcome.answer {
         Answer::Complete(answer) => {
-            if let Some(u) = &answer.usage {
-                log.set_usage(u);
-            }
+            let usage = answer.usage.unwrap_or_default();
+            log.set_usage(&usage);
+            let cost = cost_nanos(&usage, model_prices.as_ref());
+            log.cost_usd = cost.map(format_usd);
             let answered_model = answer
                 .model
                 .clone()
@@ -208,7 +297,17 @@ async fn chat(
                 &outcome.provider,
                 &answered_model,
                 &attempts_value,
+                &outcome.warnings,
             );
+            let _ = resp.headers().set(
+                "x-switchyard-cost-usd",
+                &cost.map(format_usd).unwrap_or_else(|| "unpriced".into()),
+            );
+            settlement.usage = usage;
+            settlement.cost_nanos = cost;
+            settlement.answered = true;
+            settlement.latency_ms = now_ms() - started;
+            settle_later(ctx, env, caller, admission, settlement);
             Handled::Done(resp)
         }
         Answer::Stream(start) => {
@@ -219,6 +318,7 @@ async fn chat(
                 .unwrap_or_else(|| outcome.target_model.clone());
             log.status = 200;
             let total_deadline = started + outcome.deadlines.total_ms;
+            let (tx, rx) = oneshot::channel::<StreamEnd>();
             let resp = relay::stream_response(
                 start,
                 outcome.deadlines.idle_ms,
@@ -226,6 +326,8 @@ async fn chat(
                 started,
                 outcome.provider.clone(),
                 std::mem::take(log),
+                tx,
+                model_prices,
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
             set_answer_headers(
@@ -234,17 +336,46 @@ async fn chat(
                 &outcome.provider,
                 &answered_model,
                 &attempts_value,
+                &outcome.warnings,
             );
+            let env = env.clone();
+            ctx.wait_until(async move {
+                // The relay reports how the stream ended (or the sender is dropped if the
+                // runtime cancels it); either way the reservation is released.
+                if let Ok(end) = rx.await {
+                    settlement.usage = end.usage.unwrap_or_default();
+                    settlement.cost_nanos = end.cost_nanos;
+                    settlement.answered = true;
+                    settlement.latency_ms = end.latency_ms;
+                }
+                tenants::settle(&env, &caller, &admission, settlement).await;
+            });
             Handled::Streaming(resp)
         }
     };
     Ok(resp)
 }
 
-fn set_answer_headers(resp: &Response, route: &str, provider: &str, model: &str, attempts: &str) {
+fn settle_later(ctx: &Context, env: &Env, caller: Caller, admission: Admission, s: Settlement) {
+    let env = env.clone();
+    ctx.wait_until(async move { tenants::settle(&env, &caller, &admission, s).await });
+}
+
+fn set_answer_headers(
+    resp: &Response,
+    route: &str,
+    provider: &str,
+    model: &str,
+    attempts: &str,
+    warnings: &[String],
+) {
     let h = resp.headers();
+    if !warnings.is_empty() {
+        let _ = h.set("x-switchyard-warnings", &warnings.join("; "));
+    }
     let _ = h.set("x-switchyard-route", route);
     let _ = h.set("x-switchyard-provider", provider);
     let _ = h.set("x-switchyard-model", model);
     let _ = h.set("x-switchyard-attempts", attempts);
 }
+

@@ -8,11 +8,14 @@ mod gateway;
 mod http;
 mod platform;
 mod relay;
+mod tenants;
 mod upstream;
 
 use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(gateway::handle(req, env).await)
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    Ok(gateway::handle(req, env, ctx).await)
 }
+
+pub use tenants::gate::TenantGateObject;

@@ -1,11 +1,15 @@
 //! The caller's side of a stream: forwards chunks as they arrive, bounded by the idle and total
 //! deadlines, and ends a broken upstream with an in-band error event — never a clean `[DONE]`.
 
+use futures_channel::oneshot;
 use futures_util::stream;
+use switchyard_core::config::ModelConfig;
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::LogLine;
 use switchyard_core::policy::{AttemptFailure, FailureClass};
 use switchyard_core::providers::openai::stream_error_event;
+use switchyard_core::tenancy::{cost_nanos, format_usd};
+use switchyard_core::usage::Usage;
 use worker::{console_log, Response};
 
 use crate::attempts::StreamStart;
@@ -22,6 +26,17 @@ struct Relay {
     started_ms: u64,
     provider: String,
     log: Option<LogLine>,
+    /// Told how the stream ended, for settlement.
+    end: Option<oneshot::Sender<StreamEnd>>,
+    prices: Option<ModelConfig>,
+}
+
+/// How a stream ended: what settlement needs.
+#[derive(Debug, Clone)]
+pub struct StreamEnd {
+    pub usage: Option<Usage>,
+    pub cost_nanos: Option<u64>,
+    pub latency_ms: u64,
 }
 
 impl Relay {
@@ -117,6 +132,17 @@ impl Relay {
             log.malformed_chunks = t.malformed();
             log.client_closed = client_closed;
             log.latency_ms = now_ms().saturating_sub(self.started_ms);
+            // A broken stream is charged what the upstream reported, if anything.
+            let usage = t.usage();
+            let cost = usage.and_then(|u| cost_nanos(&u, self.prices.as_ref()));
+            log.cost_usd = cost.map(format_usd);
+            if let Some(end) = self.end.take() {
+                let _ = end.send(StreamEnd {
+                    usage,
+                    cost_nanos: cost,
+                    latency_ms: log.latency_ms,
+                });
+            }
             console_log!("{}", log.to_json());
         }
     }
@@ -140,6 +166,8 @@ pub fn stream_response(
     started_ms: u64,
     provider: String,
     log: LogLine,
+    end: oneshot::Sender<StreamEnd>,
+    prices: Option<ModelConfig>,
 ) -> worker::Result<Response> {
     let pending = Some(std::mem::take(&mut start.buffered));
     let relay = Relay {
@@ -151,6 +179,8 @@ pub fn stream_response(
         started_ms,
         provider,
         log: Some(log),
+        end: Some(end),
+        prices,
     };
     let body = stream::unfold(relay, |mut relay| async move {
         relay

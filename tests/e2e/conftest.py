@@ -8,6 +8,7 @@ been built already (scripts/test.sh does it); wrangler is started with SWITCHYAR
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import signal
@@ -29,6 +30,22 @@ FAKE_BIN = Path(os.environ.get("SWITCHYARD_FAKE_BIN", ROOT / "target" / "release
 TEST_KEY = "test-key-oa-0001"
 BACKUP_KEY = "test-key-backup-0002"
 BAD_KEY = "test-key-revoked-0003"
+ANTH_KEY = "test-key-anthropic-0004"
+GEM_KEY = "test-key-gemini-0005"
+# The tenant every test speaks as unless it says otherwise (seeded straight into local D1).
+TENANT = "test"
+TENANT_TOKEN = "sy_test_tenant_token_for_e2e_only_0001"
+ADMIN_TOKEN = "test-admin-token-0006"
+SIGNING_SECRET = "test-signing-secret-0007"
+
+
+def seed_sql(tenant: str, token: str, extra: str = "") -> str:
+    h = hashlib.sha256(token.encode()).hexdigest()
+    return (
+        f"INSERT OR IGNORE INTO tenants (id, name, created_ms, updated_ms) VALUES ('{tenant}', '{tenant}', 0, 0);"
+        f"INSERT OR IGNORE INTO tokens (id, tenant_id, hash, prefix, created_ms) "
+        f"VALUES ('tok_{tenant}', '{tenant}', '{h}', '{token[:11]}', 0);{extra}"
+    )
 
 _children: list[subprocess.Popen] = []
 
@@ -143,6 +160,8 @@ def test_config(fake: Fake) -> dict:
             provider("large", models={"huge-ctx": {"context_window": 1000000}}),
             provider("nokey", secret="TEST_UNSET_SECRET"),
             {**provider("multikey"), "api_key_secrets": ["TEST_BAD_KEY", "TEST_OA_KEY"]},
+            {"id": "anth", "kind": "anthropic", "base_url": f"{fake.base}/anth", "api_key_secrets": ["TEST_ANTH_KEY"]},
+            {"id": "gem", "kind": "gemini", "base_url": f"{fake.base}/gem/v1beta", "api_key_secrets": ["TEST_GEM_KEY"]},
         ],
         "routes": [
             {"model": "plain", "targets": [{"provider": "oa", "model": "small-1"}]},
@@ -175,6 +194,16 @@ def test_config(fake: Fake) -> dict:
                 "deadlines": {"total_ms": 2000, "headers_ms": 1500, "response_ms": 1500},
             },
             {"model": "multikey", "targets": [{"provider": "multikey", "model": "mk-1"}]},
+            {"model": "claude", "targets": [{"provider": "anth", "model": "claude-test"}]},
+            {"model": "gemini", "targets": [{"provider": "gem", "model": "gemini-test"}]},
+            {
+                "model": "claude-then-openai",
+                "targets": [{"provider": "anth", "model": "claude-test"}, {"provider": "oa", "model": "small-1"}],
+            },
+            {
+                "model": "gemini-then-claude",
+                "targets": [{"provider": "gem", "model": "gemini-test"}, {"provider": "anth", "model": "claude-test"}],
+            },
             {
                 "model": "nokey-then-backup",
                 "targets": [{"provider": "nokey", "model": "x"}, {"provider": "backup", "model": "backup-1"}],
@@ -184,11 +213,17 @@ def test_config(fake: Fake) -> dict:
 
 
 class Gateway:
-    def __init__(self, port: int, log_path: Path):
+    def __init__(self, port: int, log_path: Path, token: str = TENANT_TOKEN):
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        self.http = httpx.Client(base_url=self.base, timeout=30)
+        self.token = token
+        # Speaks as the test tenant by default; `anon` sends no credentials at all.
+        self.http = httpx.Client(base_url=self.base, timeout=30, headers={"authorization": f"Bearer {token}"})
+        self.anon = httpx.Client(base_url=self.base, timeout=30)
+        self.admin = httpx.Client(
+            base_url=f"{self.base}/admin", timeout=30, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
 
     def chat(self, body: dict, headers: dict | None = None) -> httpx.Response:
         return self.http.post("/v1/chat/completions", json=body, headers=headers or {})
@@ -269,17 +304,21 @@ class StreamResult:
         return None
 
 
-def start_wrangler(config: dict, vars: dict[str, str], state_dir: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
+def start_wrangler(
+    config: dict, vars: dict[str, str], state_dir: Path, log_path: Path, seed: str | None = None
+) -> tuple[subprocess.Popen, int]:
     env = wrangler_env()
+    d1 = [str(BIN / "wrangler"), "d1"]
+    local = ["--local", "--persist-to", str(state_dir)]
     subprocess.run(
-        [str(BIN / "wrangler"), "d1", "migrations", "apply", "DB", "--local", "--persist-to", str(state_dir)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=120,
+        d1 + ["migrations", "apply", "DB"] + local,
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
     )
+    if seed:
+        subprocess.run(
+            d1 + ["execute", "DB", "--command", seed] + local,
+            cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+        )
     port = free_port()
     args = [
         str(BIN / "wrangler"),
@@ -328,9 +367,18 @@ def gateway(fake: Fake, workdir: Path) -> Gateway:
     log_path = workdir / "wrangler.log"
     proc, port = start_wrangler(
         test_config(fake),
-        {"TEST_OA_KEY": TEST_KEY, "TEST_BACKUP_KEY": BACKUP_KEY, "TEST_BAD_KEY": BAD_KEY},
+        {
+            "TEST_OA_KEY": TEST_KEY,
+            "TEST_BACKUP_KEY": BACKUP_KEY,
+            "TEST_BAD_KEY": BAD_KEY,
+            "TEST_ANTH_KEY": ANTH_KEY,
+            "TEST_GEM_KEY": GEM_KEY,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "SIGNING_SECRET": SIGNING_SECRET,
+        },
         workdir / "state",
         log_path,
+        seed=seed_sql(TENANT, TENANT_TOKEN),
     )
     yield Gateway(port, log_path)
     _stop(proc)

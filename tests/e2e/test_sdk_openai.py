@@ -13,7 +13,7 @@ REPLY = "Hello from oa (small-1)."
 
 @pytest.fixture()
 def client(gateway):
-    return openai.OpenAI(base_url=f"{gateway.base}/v1", api_key="unused-by-the-gateway", max_retries=0)
+    return openai.OpenAI(base_url=f"{gateway.base}/v1", api_key=gateway.token, max_retries=0)
 
 
 def test_python_sdk_plain(client):
@@ -69,7 +69,7 @@ def test_python_sdk_stream_broken_midway_raises(client):
 
 def test_node_sdk_plain_and_stream(gateway):
     out = subprocess.run(
-        [str(BIN / "node"), "tests/sdk/openai_node.mjs", f"{gateway.base}/v1", "plain"],
+        [str(BIN / "node"), "tests/sdk/openai_node.mjs", f"{gateway.base}/v1", "plain", gateway.token],
         cwd=ROOT,
         capture_output=True,
         text=True,

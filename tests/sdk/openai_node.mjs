@@ -1,9 +1,9 @@
 // The official `openai` npm SDK against the gateway: a plain and a streamed completion.
-// Usage: node tests/sdk/openai_node.mjs <base_url> <model>. Prints one JSON object of results.
+// Usage: node tests/sdk/openai_node.mjs <base_url> <model> <api_key>. Prints one JSON object.
 import OpenAI from "openai";
 
-const [baseURL, model] = process.argv.slice(2);
-const client = new OpenAI({ baseURL, apiKey: "unused-by-the-gateway", maxRetries: 0 });
+const [baseURL, model, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
 
 const plain = await client.chat.completions.create({
   model,

@@ -15,6 +15,16 @@ pub enum ErrorKind {
     InvalidRequest,
     /// No valid gateway token. 401.
     Unauthorized,
+    /// The tenant is disabled. 403.
+    TenantDisabled,
+    /// The caller's token does not allow this model. 403.
+    ModelNotAllowed,
+    /// The request's `Origin` is not allowed for this tenant. 403.
+    OriginNotAllowed,
+    /// The tenant's (or end user's) budget for the period is spent. 429.
+    BudgetExceeded,
+    /// The tenant's (or end user's) rate limit is reached. 429.
+    RateLimited,
     /// The body exceeds the configured cap. 413.
     PayloadTooLarge,
     /// The path exists but not for this method. 405.
@@ -39,6 +49,8 @@ pub enum ErrorKind {
     UpstreamRateLimited,
     /// The upstream rejected our credentials (an operator problem, not the caller's). 502.
     UpstreamAuth,
+    /// Data residency leaves the route no target that may serve the request. 503.
+    NoEligibleTarget,
     /// The routing configuration is invalid. 500.
     ConfigInvalid,
     /// A secret named by the configuration is not set. 500.
@@ -56,12 +68,17 @@ impl ErrorKind {
             | ErrorKind::ContentPolicy
             | ErrorKind::UpstreamInvalidRequest => 400,
             ErrorKind::Unauthorized => 401,
+            ErrorKind::TenantDisabled
+            | ErrorKind::ModelNotAllowed
+            | ErrorKind::OriginNotAllowed => 403,
+            ErrorKind::BudgetExceeded | ErrorKind::RateLimited => 429,
             ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UpstreamRateLimited => 429,
             ErrorKind::ConfigInvalid | ErrorKind::SecretMissing | ErrorKind::Internal => 500,
             ErrorKind::UpstreamError | ErrorKind::UpstreamAuth => 502,
+            ErrorKind::NoEligibleTarget => 503,
             ErrorKind::UpstreamTimeout => 504,
         }
     }
@@ -71,6 +88,9 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest
             | ErrorKind::Unauthorized
+            | ErrorKind::TenantDisabled
+            | ErrorKind::ModelNotAllowed
+            | ErrorKind::OriginNotAllowed
             | ErrorKind::PayloadTooLarge
             | ErrorKind::MethodNotAllowed
             | ErrorKind::NotFound
@@ -79,13 +99,15 @@ impl ErrorKind {
             | ErrorKind::ContextLengthExceeded
             | ErrorKind::ContentPolicy
             | ErrorKind::UpstreamInvalidRequest => "invalid_request_error",
-            ErrorKind::UpstreamRateLimited => "rate_limit_error",
+            ErrorKind::UpstreamRateLimited | ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::BudgetExceeded => "insufficient_quota",
             ErrorKind::UpstreamError | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamAuth => {
                 "upstream_error"
             }
-            ErrorKind::ConfigInvalid | ErrorKind::SecretMissing | ErrorKind::Internal => {
-                "server_error"
-            }
+            ErrorKind::ConfigInvalid
+            | ErrorKind::SecretMissing
+            | ErrorKind::Internal
+            | ErrorKind::NoEligibleTarget => "server_error",
         }
     }
 
@@ -94,6 +116,11 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::Unauthorized => "invalid_api_key",
+            ErrorKind::TenantDisabled => "tenant_disabled",
+            ErrorKind::ModelNotAllowed => "model_not_allowed",
+            ErrorKind::OriginNotAllowed => "origin_not_allowed",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::RateLimited => "rate_limit_exceeded",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::NotFound => "not_found",
@@ -106,6 +133,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamRateLimited => "upstream_rate_limited",
             ErrorKind::UpstreamAuth => "upstream_auth_failed",
+            ErrorKind::NoEligibleTarget => "no_eligible_target",
             ErrorKind::ConfigInvalid => "config_invalid",
             ErrorKind::SecretMissing => "secret_missing",
             ErrorKind::Internal => "internal_error",
@@ -206,6 +234,9 @@ mod tests {
         assert_eq!(ErrorKind::UpstreamError.status(), 502);
         assert_eq!(ErrorKind::ConfigInvalid.status(), 500);
         assert_eq!(ErrorKind::ConfigInvalid.code(), "config_invalid");
+        assert_eq!(ErrorKind::NoEligibleTarget.status(), 503);
+        assert_eq!(ErrorKind::NoEligibleTarget.code(), "no_eligible_target");
+        assert_eq!(ErrorKind::NoEligibleTarget.type_str(), "server_error");
         let null_param = GatewayError::internal("x").to_json();
         assert!(null_param["error"]["param"].is_null());
     }

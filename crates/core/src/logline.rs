@@ -42,6 +42,10 @@ pub struct LogLine {
     pub method: String,
     pub path: String,
     pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
     /// The public model name (the route) the caller asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
@@ -64,6 +68,9 @@ pub struct LogLine {
     pub cached_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// What the answer cost (USD, exact decimal); absent when unpriced or unanswered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<&'static str>,
     /// Malformed upstream chunks that were skipped.

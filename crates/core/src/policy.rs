@@ -26,6 +26,8 @@ pub enum FailureClass {
     ContextLength,
     /// The provider refused the content: no retry; failover only where the route allows it.
     ContentPolicy,
+    /// The target cannot honour a parameter of the request (nothing was sent): the next target.
+    Unsupported,
 }
 
 /// One failed attempt, classified, with a message safe to show the caller.
@@ -83,6 +85,7 @@ impl AttemptFailure {
             (Some(s), _) => s.to_string(),
             (None, FailureClass::Timeout) => "timeout".into(),
             (None, FailureClass::Auth) => "auth".into(),
+            (None, FailureClass::Unsupported) => "unsupported".into(),
             (None, _) => "network".into(),
         }
     }
@@ -97,8 +100,10 @@ impl AttemptFailure {
             FailureClass::Rejected => ErrorKind::UpstreamInvalidRequest,
             FailureClass::ContextLength => ErrorKind::ContextLengthExceeded,
             FailureClass::ContentPolicy => ErrorKind::ContentPolicy,
+            FailureClass::Unsupported => ErrorKind::UnsupportedParameter,
         };
         let message = match self.class {
+            FailureClass::Unsupported => self.message.clone(),
             FailureClass::Rejected | FailureClass::ContextLength | FailureClass::ContentPolicy => {
                 format!("provider {provider:?} rejected the request: {}", self.message)
             }
@@ -455,10 +460,12 @@ impl Planner {
             return GatewayError::internal("no attempt was made");
         };
         let mut e = last.to_client_error(provider);
-        e.message = format!(
-            "all {} attempt(s) failed; last: {}",
-            self.attempts_total, e.message
-        );
+        if self.attempts_total > 1 {
+            e.message = format!(
+                "all {} attempt(s) failed; last: {}",
+                self.attempts_total, e.message
+            );
+        }
         e
     }
 
@@ -751,6 +758,34 @@ mod tests {
         );
         assert_eq!(p.retry_with_another_key("a", &f), None, "budget spent");
         assert_eq!(p.attempts(), 2);
+    }
+
+    #[test]
+    fn unsupported_moves_to_the_next_target_and_is_a_400_at_the_end() {
+        let f = AttemptFailure::new(
+            FailureClass::Unsupported,
+            None,
+            "`n` > 1 is not supported by provider \"a\"",
+        );
+        let mut p = planner(2);
+        p.start();
+        assert_eq!(
+            p.after_failure("a", f.clone(), 60_000, 0.1),
+            Decision::Attempt {
+                target: 1,
+                wait_ms: 0
+            }
+        );
+        let mut p = planner(1);
+        p.start();
+        match p.after_failure("a", f, 60_000, 0.1) {
+            Decision::Fail(e) => {
+                assert_eq!(e.status(), 400);
+                assert_eq!(e.kind, ErrorKind::UnsupportedParameter);
+                assert!(e.message.starts_with("`n` > 1"), "{}", e.message);
+            }
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]

@@ -572,13 +572,23 @@ fn answer(ctx: &Ctx, req: &Request, instance: &str, route: &Route) -> Outcome {
             let Some(model) = model_of(&body) else {
                 return ctx.bad_request("model: Field required");
             };
+            // Like the real API, a forced `tool_choice` (`{"type":"tool","name":…}`) is obeyed:
+            // the answer calls that tool.
+            let forced = body
+                .pointer("/tool_choice/type")
+                .and_then(Value::as_str)
+                .filter(|t| *t == "tool")
+                .and_then(|_| body.pointer("/tool_choice/name").and_then(Value::as_str))
+                .map(str::to_string);
+            let mut spec = ctx.spec.clone();
+            spec.tool_call |= forced.is_some();
             let a = Answer::new(
                 instance,
                 &model,
                 anthropic::prompt_words(&body),
                 false,
-                anthropic::first_tool(&body),
-                &ctx.spec,
+                forced.or_else(|| anthropic::first_tool(&body)),
+                &spec,
             );
             if body.get("stream") == Some(&Value::Bool(true)) {
                 ctx.stream(&anthropic::stream_plan(&a))

@@ -1,0 +1,405 @@
+//! Tenants at the edge: who is calling, what they may do, admission against budgets and rate
+//! limits before the attempt loop, and settlement (ledger row, gate, alerts) after the answer.
+
+pub mod gate;
+pub mod records;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::logline::rfc3339;
+use switchyard_core::tenancy::{
+    far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
+    verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError,
+    Refusal, SettleRequest, SettleResponse, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
+};
+use switchyard_core::usage::Usage;
+use worker::wasm_bindgen::JsValue;
+use worker::{console_error, console_log, Env, Headers, Method, Request, RequestInit};
+
+use crate::platform::{now_ms, secret};
+pub use records::TenantRecord;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: Rc<TenantRecord>,
+    /// Present when the caller used a short-lived end-user token.
+    pub end_user: Option<EndUserClaims>,
+}
+
+impl Caller {
+    pub fn user(&self) -> Option<&str> {
+        self.end_user.as_ref().map(|c| c.u.as_str())
+    }
+}
+
+fn unauthorized(message: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::Unauthorized, message)
+}
+
+/// The token from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDK).
+pub fn presented_token(headers: &Headers) -> Option<String> {
+    let bearer = headers
+        .get("authorization")
+        .ok()
+        .flatten()
+        .and_then(|v| {
+            let v = v.trim();
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .map(|t| t.trim().to_string())
+        });
+    bearer
+        .or_else(|| headers.get("x-api-key").ok().flatten().map(|v| v.trim().to_string()))
+        .filter(|t| !t.is_empty() && t.len() <= 4096)
+}
+
+/// Step 4 of the request path: a tenant token or an end-user token → the caller (401/403).
+pub async fn authenticate(env: &Env, headers: &Headers) -> Result<Caller, GatewayError> {
+    let Some(token) = presented_token(headers) else {
+        return Err(unauthorized(
+            "Missing API key: send `Authorization: Bearer <token>` (or `x-api-key`)",
+        ));
+    };
+    let caller = if token.starts_with(END_USER_PREFIX) {
+        let claims = peek_end_user_token(&token).map_err(|_| unauthorized("Malformed end-user token"))?;
+        let tenant = records::by_id(env, &claims.t)
+            .await?
+            .ok_or_else(|| unauthorized("Invalid end-user token"))?;
+        let master = secret(env, "SIGNING_SECRET")
+            .ok_or_else(|| unauthorized("End-user tokens are not enabled on this gateway"))?;
+        let key = tenant_signing_key(master.as_bytes(), &tenant.id, tenant.signing_key_version);
+        let claims = verify_end_user_token(&token, &key, now_ms() / 1000).map_err(|e| match e {
+            EndUserTokenError::Expired => unauthorized("The end-user token has expired"),
+            _ => unauthorized("Invalid end-user token"),
+        })?;
+        Caller { tenant, end_user: Some(claims) }
+    } else {
+        let tenant = records::by_token_hash(env, &token_hash(&token))
+            .await?
+            .ok_or_else(|| unauthorized("Invalid or revoked API key"))?;
+        Caller { tenant, end_user: None }
+    };
+    if !caller.tenant.active {
+        return Err(GatewayError::new(ErrorKind::TenantDisabled, "This tenant is disabled"));
+    }
+    Ok(caller)
+}
+
+/// Whether the caller may use this public model (the tenant's list, narrowed by the token's).
+pub fn check_model(caller: &Caller, model: &str) -> Result<(), GatewayError> {
+    let tenant_ok = caller
+        .tenant
+        .allowed_models
+        .as_ref()
+        .is_none_or(|m| m.iter().any(|x| x == model));
+    let user_ok = caller
+        .end_user
+        .as_ref()
+        .and_then(|c| c.m.as_ref())
+        .is_none_or(|m| m.iter().any(|x| x == model));
+    if tenant_ok && user_ok {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorKind::ModelNotAllowed,
+            format!("This API key may not use the model {model:?}"),
+        )
+        .with_param("model"))
+    }
+}
+
+/// Browsers: the `Origin` must be one the tenant (and the end-user token) allows.
+pub fn check_origin(caller: &Caller, origin: Option<&str>) -> Result<(), GatewayError> {
+    let Some(origin) = origin else { return Ok(()) };
+    let tenant_ok = caller.tenant.allowed_origins.iter().any(|o| o == origin);
+    let user_ok = caller
+        .end_user
+        .as_ref()
+        .and_then(|c| c.o.as_ref())
+        .is_none_or(|o| o.iter().any(|x| x == origin));
+    if tenant_ok && user_ok {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorKind::OriginNotAllowed,
+            "This origin is not allowed for this API key",
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission and settlement
+
+struct View {
+    spend: Vec<SpendView>,
+    at_ms: u64,
+    /// Spend settled by this isolate since the view was fetched.
+    local_nanos: u64,
+}
+
+thread_local! {
+    static VIEWS: RefCell<HashMap<String, View>> = RefCell::new(HashMap::new());
+}
+
+fn remember_view(tenant: &str, spend: Vec<SpendView>) {
+    VIEWS.with(|v| {
+        let mut v = v.borrow_mut();
+        if v.len() > 4096 {
+            v.clear();
+        }
+        v.insert(tenant.to_string(), View { spend, at_ms: now_ms(), local_nanos: 0 });
+    });
+}
+
+/// Whether this isolate's cached view of the tenant's spend is fresh and far from every cap.
+fn far_path_ok(tenant: &str, worst_case: u64, now: u64) -> bool {
+    VIEWS.with(|v| {
+        let v = v.borrow();
+        let Some(view) = v.get(tenant) else { return false };
+        if now.saturating_sub(view.at_ms) >= VIEW_TTL_MS {
+            return false;
+        }
+        let spend: Vec<SpendView> = view
+            .spend
+            .iter()
+            .map(|s| SpendView { spent_nanos: s.spent_nanos + view.local_nanos, ..s.clone() })
+            .collect();
+        far_from_cap(&spend, worst_case)
+    })
+}
+
+/// What admission decided, carried to settlement.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Whether the gate was asked (and holds a reservation to release).
+    pub gated: bool,
+}
+
+/// Step 3 of the request path: budgets and rate limits. Far from every cap and without rate
+/// limits, no round trip; otherwise the tenant's gate reserves the worst-case cost.
+pub async fn admit(
+    env: &Env,
+    caller: &Caller,
+    request_id: &str,
+    worst_case_nanos: u64,
+    hold_ms: u64,
+) -> Result<Admission, GatewayError> {
+    let limits = &caller.tenant.limits;
+    let user = caller.user();
+    let user_cap = caller.end_user.as_ref().and_then(|c| c.cap);
+    let rate_limited = limits.rpm.is_some()
+        || limits.tpm.is_some()
+        || (user.is_some() && (limits.user_rpm.is_some() || limits.user_tpm.is_some()));
+    if limits.budgets.is_empty() && !rate_limited && user_cap.is_none() {
+        return Ok(Admission { gated: false });
+    }
+    if !rate_limited && user_cap.is_none() && far_path_ok(&caller.tenant.id, worst_case_nanos, now_ms()) {
+        return Ok(Admission { gated: false });
+    }
+    let req = AdmitRequest {
+        request_id: request_id.to_string(),
+        limits: limits.clone(),
+        reserve_nanos: worst_case_nanos,
+        user: user.map(str::to_string),
+        user_cap_nanos: user_cap,
+        hold_ms,
+    };
+    let resp: AdmitResponse = match gate::call(env, &caller.tenant.id, user, "admit", &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Availability first: a gate outage admits (and is logged); the ledger stays exact.
+            console_error!(
+                "{}",
+                serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
+            );
+            return Ok(Admission { gated: false });
+        }
+    };
+    remember_view(&caller.tenant.id, resp.spend.clone());
+    if resp.ok {
+        return Ok(Admission { gated: true });
+    }
+    Err(refusal_error(&resp))
+}
+
+fn refusal_error(resp: &AdmitResponse) -> GatewayError {
+    let retry = resp.retry_after_s;
+    match resp.refusal {
+        Some(Refusal::BudgetExceeded | Refusal::UserBudgetExceeded) => {
+            let who = if resp.refusal == Some(Refusal::UserBudgetExceeded) {
+                "This end user's daily"
+            } else {
+                "The tenant's"
+            };
+            let period = resp.period.map(|p| p.as_str()).unwrap_or("day");
+            let limit = resp
+                .spend
+                .iter()
+                .find(|s| Some(s.period) == resp.period)
+                .map(|s| format!(" of ${}", format_usd(s.limit_nanos)))
+                .unwrap_or_default();
+            let resets = match resp.resets_ms {
+                Some(ms) => format!("; it resets at {}", rfc3339(ms)),
+                None => "; it does not reset (a total budget)".to_string(),
+            };
+            GatewayError::new(
+                ErrorKind::BudgetExceeded,
+                format!("{who} {period} budget{limit} is spent{resets}"),
+            )
+            .with_retry_after(retry)
+        }
+        _ => GatewayError::new(
+            ErrorKind::RateLimited,
+            format!(
+                "Rate limit reached ({}); retry after {} s",
+                match resp.refusal {
+                    Some(Refusal::TokenRateLimited) => "tokens per minute",
+                    Some(Refusal::UserRateLimited) => "requests per minute for this end user",
+                    Some(Refusal::UserTokenRateLimited) => "tokens per minute for this end user",
+                    _ => "requests per minute",
+                },
+                retry.unwrap_or(1)
+            ),
+        )
+        .with_retry_after(retry.or(Some(1))),
+    }
+}
+
+/// One answered request, for the ledger and the gate.
+#[derive(Debug, Clone, Default)]
+pub struct Settlement {
+    pub request_id: String,
+    pub route: String,
+    pub provider: String,
+    pub model: String,
+    pub usage: Usage,
+    /// `None`: unpriced.
+    pub cost_nanos: Option<u64>,
+    pub cache_hit: bool,
+    pub latency_ms: u64,
+    /// Whether a ledger row is due (an answer was delivered, complete or not).
+    pub answered: bool,
+}
+
+/// After the response: write the ledger row (idempotent by request id), settle the gate, and
+/// deliver any soft alert that became due.
+pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settlement) {
+    let now = now_ms();
+    if s.answered {
+        write_ledger(env, caller, &s, now).await;
+    }
+    if let Some(token_id) = &caller.tenant.token_id {
+        records::touch_token(env, token_id, now).await;
+    }
+    let limits = &caller.tenant.limits;
+    let cost = s.cost_nanos.unwrap_or(0);
+    if limits.is_empty() && caller.end_user.as_ref().and_then(|c| c.cap).is_none() {
+        return;
+    }
+    if !admission.gated && cost == 0 && s.usage.total_tokens() == 0 {
+        return;
+    }
+    let req = SettleRequest {
+        request_id: s.request_id.clone(),
+        limits: limits.clone(),
+        cost_nanos: cost,
+        tokens: s.usage.total_tokens(),
+        user: caller.user().map(str::to_string),
+    };
+    VIEWS.with(|v| {
+        if let Some(view) = v.borrow_mut().get_mut(&caller.tenant.id) {
+            view.local_nanos += cost;
+        }
+    });
+    match gate::call::<_, SettleResponse>(env, &caller.tenant.id, caller.user(), "settle", &req).await {
+        Ok(resp) => {
+            remember_view(&caller.tenant.id, resp.spend);
+            for alert in resp.alerts {
+                deliver_alert(&caller.tenant.id, &alert).await;
+            }
+        }
+        Err(e) => console_error!(
+            "{}",
+            serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
+        ),
+    }
+}
+
+async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
+    let Ok(db) = env.d1("DB") else { return };
+    let cost = match s.cost_nanos {
+        Some(c) => JsValue::from_f64(c as f64),
+        None => JsValue::NULL,
+    };
+    let n = |x: u64| JsValue::from_f64(x as f64);
+    let stmt = db
+        .prepare(
+            "INSERT OR IGNORE INTO usage_ledger (request_id, tenant_id, end_user, route, provider, model, \
+             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_nanos, cache_hit, \
+             latency_ms, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )
+        .bind(&[
+            JsValue::from_str(&s.request_id),
+            JsValue::from_str(&caller.tenant.id),
+            JsValue::from_str(caller.user().unwrap_or("")),
+            JsValue::from_str(&s.route),
+            JsValue::from_str(&s.provider),
+            JsValue::from_str(&s.model),
+            n(s.usage.prompt_tokens),
+            n(s.usage.completion_tokens),
+            n(s.usage.cached_tokens),
+            n(s.usage.reasoning_tokens),
+            cost,
+            n(s.cache_hit as u64),
+            n(s.latency_ms),
+            n(now),
+        ]);
+    let result = match stmt {
+        Ok(stmt) => stmt.run().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        console_error!(
+            "{}",
+            serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": s.request_id, "error": e.to_string()})
+        );
+    }
+}
+
+async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {
+    let body = serde_json::json!({
+        "type": "budget.threshold_reached",
+        "tenant": tenant,
+        "period": alert.period.as_str(),
+        "period_start": rfc3339(alert.period_start_ms),
+        "threshold": alert.threshold,
+        "spent_usd": format_usd(alert.spent_nanos),
+        "limit_usd": format_usd(alert.limit_nanos),
+    });
+    let mut status = None;
+    if let Some(url) = alert.webhook_url.as_deref() {
+        let headers = Headers::new();
+        let _ = headers.set("content-type", "application/json");
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&body.to_string())));
+        if let Ok(req) = Request::new_with_init(url, &init) {
+            let send = worker::Fetch::Request(req);
+            status = match crate::upstream::within(5_000, send.send()).await {
+                Some(Ok(resp)) => Some(resp.status_code()),
+                _ => Some(0),
+            };
+        }
+    }
+    console_log!(
+        "{}",
+        serde_json::json!({"msg": "switchyard.budget_alert", "tenant": tenant, "period": alert.period.as_str(),
+                           "threshold": alert.threshold, "spent_usd": format_usd(alert.spent_nanos),
+                           "limit_usd": format_usd(alert.limit_nanos), "webhook_status": status})
+    );
+}
