@@ -60,6 +60,9 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
         (Method::Post, "/v1/chat/completions") => {
             chat(&mut req, &env, &ctx, started, &request_id, &mut log).await
         }
+        (m, p) if p.starts_with("/admin/") => {
+            crate::admin::handle(&mut req, &env, &ctx, m, p).await.map(Handled::Done)
+        }
         _ => match allowed_method {
             Some(m) => Err(method_not_allowed(m)),
             None => Err(GatewayError::new(

@@ -3,6 +3,7 @@
 //! The request path is written down once, in [`gateway`]. Modules here touch the platform
 //! (fetch, timers, env, console); every decision they act on comes from `switchyard_core`.
 
+mod admin;
 mod attempts;
 mod gateway;
 mod http;
