@@ -25,7 +25,28 @@ pub struct Config {
     pub retry: RetryOverrides,
     #[serde(default)]
     pub deadlines: DeadlineOverrides,
+    /// Circuit breakers, probes and the isolate's health snapshot (`docs/ROUTING.md`): an
+    /// object of [`HEALTH_KNOBS`], checked by `validate` (read as a JSON value and a table, which
+    /// costs the worker less than a derived struct); read it with [`Config::health_knob`].
+    #[serde(default)]
+    pub health: serde_json::Value,
 }
+
+/// The `health` block's knobs: (name, lowest, highest). All optional; defaults in
+/// `docs/ROUTING.md`.
+pub const HEALTH_KNOBS: [(&str, u64, u64); 11] = [
+    ("consecutive_failures", 1, 1_000_000),
+    ("failure_rate_percent", 1, 100),
+    ("min_volume", 1, 1_000_000),
+    ("window_ms", 600, 3_600_000),
+    ("cooldown_base_ms", 100, 3_600_000),
+    ("cooldown_max_ms", 100, 86_400_000),
+    ("jitter_percent", 0, 100),
+    ("probe_timeout_ms", 100, 600_000),
+    ("snapshot_ttl_ms", 100, 5_000),
+    ("report_max_age_ms", 10, 10_000),
+    ("report_failure_max_age_ms", 0, 10_000),
+];
 
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY_BYTES
@@ -309,7 +330,9 @@ fn is_secret_name(s: &str) -> bool {
 impl Config {
     /// Parse and validate. The error names the offending field.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_json::from_str(text).map_err(|e| {
+        // From bytes: the nested `health` value then shares the JSON value reader the worker
+        // already has for request bodies.
+        let config: Config = serde_json::from_slice(text.as_bytes()).map_err(|e| {
             // serde_json appends " at line L column C"; keep the message, the path says where.
             let msg = e.to_string();
             let msg = match msg.find(" at line ") {
@@ -439,6 +462,38 @@ impl Config {
         }
         check_retry(&self.retry, "retry")?;
         check_deadlines(&self.deadlines, "deadlines")?;
+        self.check_health()
+    }
+
+    /// A knob of the `health` block (validated), if set.
+    pub fn health_knob(&self, name: &str) -> Option<u64> {
+        self.health.get(name).and_then(serde_json::Value::as_u64)
+    }
+
+    fn check_health(&self) -> Result<(), ConfigError> {
+        let obj = match &self.health {
+            serde_json::Value::Null => return Ok(()),
+            serde_json::Value::Object(o) => o,
+            _ => return Err(err("health", "must be an object")),
+        };
+        for (k, v) in obj {
+            let at = format!("health.{k}");
+            let Some(&(_, lo, hi)) = HEALTH_KNOBS.iter().find(|(name, _, _)| name == k) else {
+                return Err(err(at, format!("unknown field `{k}`")));
+            };
+            if !v.as_u64().is_some_and(|v| (lo..=hi).contains(&v)) {
+                return Err(err(at, format!("must be a whole number {lo}-{hi}")));
+            }
+        }
+        let knob = |k| self.health_knob(k);
+        if let (Some(base), Some(max)) = (knob("cooldown_base_ms"), knob("cooldown_max_ms")) {
+            if base > max {
+                return Err(err(
+                    "health.cooldown_base_ms",
+                    "must not exceed cooldown_max_ms",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -588,7 +643,10 @@ fn json_path_at(text: &str, line: usize, column: usize) -> String {
                     }
                 }
             }
-            b'{' => stack.push(Frame::Obj { key: None, in_value: false }),
+            b'{' => stack.push(Frame::Obj {
+                key: None,
+                in_value: false,
+            }),
             b'[' => stack.push(Frame::Arr(0)),
             b'}' | b']' => {
                 stack.pop();
@@ -605,7 +663,10 @@ fn json_path_at(text: &str, line: usize, column: usize) -> String {
     let mut path = String::new();
     for f in &stack {
         match f {
-            Frame::Obj { key: Some(k), in_value: true } => {
+            Frame::Obj {
+                key: Some(k),
+                in_value: true,
+            } => {
                 if !path.is_empty() {
                     path.push('.');
                 }
@@ -920,6 +981,50 @@ mod tests {
             let e = with(tiers(t.clone())).unwrap_err();
             assert_eq!(e.path, path, "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn health_knobs_are_bounded_and_named() {
+        let c = with(|v| {
+            v["health"] = serde_json::json!({"consecutive_failures": 3, "cooldown_base_ms": 1000,
+                                             "snapshot_ttl_ms": 500, "jitter_percent": 0});
+        })
+        .expect("valid");
+        assert_eq!(c.health_knob("consecutive_failures"), Some(3));
+        assert_eq!(c.health_knob("jitter_percent"), Some(0));
+        assert_eq!(c.health_knob("min_volume"), None);
+        assert_eq!(Config::parse(GOOD).unwrap().health_knob("min_volume"), None);
+        let cases = [
+            (
+                serde_json::json!({"consecutive_failures": 0}),
+                "health.consecutive_failures",
+            ),
+            (
+                serde_json::json!({"failure_rate_percent": 101}),
+                "health.failure_rate_percent",
+            ),
+            (
+                serde_json::json!({"snapshot_ttl_ms": 60000}),
+                "health.snapshot_ttl_ms",
+            ),
+            (
+                serde_json::json!({"cooldown_base_ms": 5000, "cooldown_max_ms": 1000}),
+                "health.cooldown_base_ms",
+            ),
+            (serde_json::json!({"cooldown": 1}), "health.cooldown"),
+            (
+                serde_json::json!({"jitter_percent": 2.5}),
+                "health.jitter_percent",
+            ),
+            (serde_json::json!({"window_ms": "1m"}), "health.window_ms"),
+            (serde_json::json!([1]), "health"),
+        ];
+        for (h, path) in cases {
+            let e = with(|v| v["health"] = h.clone()).unwrap_err();
+            assert_eq!(e.path, path, "{h}: {e}");
+        }
+        let e = with(|v| v["health"] = serde_json::json!({"cooldown": 1})).unwrap_err();
+        assert_eq!(e.message, "unknown field `cooldown`");
     }
 
     #[test]

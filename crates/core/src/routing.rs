@@ -212,6 +212,31 @@ impl Plan {
             .unwrap_or(self.candidates.len());
         self.candidates.insert(at, c);
     }
+
+    /// The target's Durable Object answered the probe request for the candidate at `pos`
+    /// (`token`: the probe was granted; `snap`: the breaker after the request). Granted → the
+    /// candidate stays and its outcomes carry the token (returned); refused because the breaker
+    /// closed meanwhile → healthy, with the fresh epoch; refused otherwise → demoted until it
+    /// may admit again, and the candidate now at `pos` is another one.
+    pub fn settle_probe(
+        &mut self,
+        pos: usize,
+        token: Option<u32>,
+        snap: &TargetSnapshot,
+    ) -> Option<u32> {
+        let c = self.candidates.get_mut(pos)?;
+        if token.is_some() {
+            c.epoch = token?;
+            return token;
+        }
+        if snap.state == State::Closed {
+            c.admission = Admission::Healthy;
+            c.epoch = snap.epoch;
+        } else {
+            self.demote(pos, snap.until_ms);
+        }
+        None
+    }
 }
 
 fn tier_matches(t: &TierConfig, req: &RequestFeatures<'_>) -> bool {
@@ -304,15 +329,17 @@ pub fn plan(
             route.explore_percent.unwrap_or(DEFAULT_EXPLORE_PERCENT),
             unit,
         ),
-        Strategy::Nearest => {
-            admitted.sort_by_key(|c| Reverse(location_score(c.provider, &req.location)))
-        }
+        Strategy::Nearest => sort_infos(&mut admitted, &|a, b| {
+            let score = |c: &Info<'_>| Reverse(location_score(c.provider, &req.location));
+            score(a).cmp(&score(b))
+        }),
         Strategy::Cost => order_cost(&mut admitted, route, req),
     }
-    blocked.sort_by_key(|c| match c.admission {
+    let until = |c: &Info<'_>| match c.admission {
         Admission::Blocked { until_ms } => until_ms,
         _ => 0,
-    });
+    };
+    sort_infos(&mut blocked, &|a, b| until(a).cmp(&until(b)));
 
     let candidates = admitted
         .iter()
@@ -346,19 +373,30 @@ fn order_weighted(list: &mut Vec<Info<'_>>, route: &RouteConfig, hash: u64) {
         return;
     };
     let first = list.remove(pos);
-    list.sort_by_key(|c| Reverse(w(c)));
+    sort_infos(list, &|a, b| w(b).cmp(&w(a)));
     list.insert(0, first);
+}
+
+/// A stable insertion sort. A plan holds a handful of targets, and one small routine keeps
+/// the worker's wasm smaller than the standard sort instantiated once per key.
+fn sort_infos(list: &mut [Info<'_>], cmp: &dyn Fn(&Info<'_>, &Info<'_>) -> Ordering) {
+    for i in 1..list.len() {
+        let mut j = i;
+        while j > 0 && cmp(&list[j - 1], &list[j]) == Ordering::Greater {
+            list.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 /// Lowest p95 first (then EWMA), targets without statistics after them in config order; with
 /// probability `explore_percent`, another target goes first — one without statistics if any.
 fn order_latency(list: &mut Vec<Info<'_>>, explore_percent: u32, unit: f64) {
-    list.sort_by_key(
-        |c| match c.snap.and_then(|s| s.p95_ms.map(|p| (p, s.ewma_ms))) {
-            Some((p95, ewma)) => (0, p95, ewma.unwrap_or(p95)),
-            None => (1, 0, 0),
-        },
-    );
+    let key = |c: &Info<'_>| match c.snap.and_then(|s| s.p95_ms.map(|p| (p, s.ewma_ms))) {
+        Some((p95, ewma)) => (0, p95, ewma.unwrap_or(p95)),
+        None => (1, 0, 0),
+    };
+    sort_infos(list, &|a, b| key(a).cmp(&key(b)));
     let p = explore_percent.min(100) as f64 / 100.0;
     if list.len() < 2 || unit >= p {
         return;
@@ -392,7 +430,7 @@ fn order_cost(list: &mut [Info<'_>], route: &RouteConfig, req: &RequestFeatures<
         });
         (!fits, cost)
     };
-    list.sort_by(|a, b| {
+    sort_infos(list, &|a, b| {
         let (fa, ca) = key(a);
         let (fb, cb) = key(b);
         fa.cmp(&fb).then(match (ca, cb) {
@@ -506,6 +544,52 @@ mod tests {
             until_ms,
             ..TargetSnapshot::unknown()
         }
+    }
+
+    #[test]
+    fn a_probe_answer_keeps_promotes_or_demotes_the_candidate() {
+        let cfg = config(serde_json::json!({}));
+        let route = &cfg.routes[0];
+        let mut health = Snapshot::new(NOW);
+        // fra half-open with the slot free, cdg open until later.
+        health.insert("fra/m".into(), snap(State::HalfOpen, true, 0));
+        health.insert("cdg/m".into(), open_until(NOW + 5_000));
+        let req = RequestFeatures::default();
+        let fresh = || plan(&cfg, route, &health, &req, 1, 0.5, NOW).unwrap();
+        let p0 = fresh();
+        assert_eq!(p0.order(), [0, 2, 3, 1]);
+        assert_eq!(p0.candidates[0].admission, Admission::Probe);
+
+        // Granted: fra stays first; its outcomes carry the token.
+        let mut p = fresh();
+        let out = snap(State::HalfOpen, false, NOW + 60_000);
+        assert_eq!(p.settle_probe(0, Some(9), &out), Some(9));
+        assert_eq!((p.order(), p.candidates[0].epoch), (vec![0, 2, 3, 1], 9));
+
+        // Refused (another isolate probes): fra goes among the blocked, by its `until`.
+        let mut p = fresh();
+        assert_eq!(p.settle_probe(0, None, &out), None);
+        assert_eq!(p.order(), [2, 3, 1, 0]);
+        assert_eq!(
+            p.candidates[3].admission,
+            Admission::Blocked {
+                until_ms: NOW + 60_000
+            }
+        );
+
+        // Refused because a probe already closed it: healthy again, with the new epoch.
+        let mut p = fresh();
+        let closed = TargetSnapshot {
+            epoch: 12,
+            ..TargetSnapshot::unknown()
+        };
+        assert_eq!(p.settle_probe(0, None, &closed), None);
+        assert_eq!(p.order(), [0, 2, 3, 1]);
+        assert_eq!(
+            (p.candidates[0].admission, p.candidates[0].epoch),
+            (Admission::Healthy, 12)
+        );
+        assert_eq!(p.settle_probe(9, Some(1), &closed), None, "out of range");
     }
 
     fn open_until(until_ms: u64) -> TargetSnapshot {

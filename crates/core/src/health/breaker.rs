@@ -1,7 +1,8 @@
 //! The circuit breaker of one target: closed → open → half-open → closed (or open again).
 //!
 //! Pure and deterministic: time (`now`, unix ms) and randomness (`unit` in [0, 1)) are passed
-//! in. A Durable Object owns one [`Breaker`] per target, persists it as compact JSON (serde) and
+//! in. A Durable Object owns one [`Breaker`] per target, persists it (as part of
+//! [`super::TargetHealth::encode`]) and
 //! feeds it the outcomes the isolates report. Parameters and guarantees: `docs/ROUTING.md`.
 //!
 //! * **Opens** on `consecutive_failures` provider-side failures in a row, or when the failure
@@ -17,12 +18,13 @@
 //!   Attempts carry the epoch they started under; an attempt from an earlier epoch is ignored,
 //!   so late reports cannot flip a breaker that has already moved on.
 
+use super::codec::Reader;
 use super::window::{advance, BUCKETS};
 use crate::policy::FailureClass;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// A breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Traffic flows; failures are counted.
@@ -32,6 +34,27 @@ pub enum State {
     Open,
     /// One probe at a time decides between closed and open.
     HalfOpen,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+
+    /// 0 closed, 1 open, 2 half-open (stored and sent; stable).
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+
+    pub fn from_code(code: u64) -> Option<State> {
+        [State::Closed, State::Open, State::HalfOpen]
+            .get(code as usize)
+            .copied()
+    }
 }
 
 /// How an outcome counts for the breaker.
@@ -107,7 +130,7 @@ impl Default for BreakerConfig {
 }
 
 /// An operator's override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Forced {
     #[default]
@@ -119,8 +142,12 @@ pub enum Forced {
 }
 
 impl Forced {
-    fn is_no(&self) -> bool {
-        *self == Forced::No
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forced::No => "no",
+            Forced::Open => "open",
+            Forced::Closed => "closed",
+        }
     }
 }
 
@@ -137,44 +164,24 @@ pub struct Attempt {
     pub retry_after_ms: Option<u64>,
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-fn is_zero32(v: &u32) -> bool {
-    *v == 0
-}
-fn is_false(v: &bool) -> bool {
-    !*v
-}
-
-/// One target's breaker. Serialises to compact JSON, e.g. `{"s":"closed","e":3,"w":[[2,0],…]}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One target's breaker. Stored as integers ([`Breaker::encode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Breaker {
-    #[serde(rename = "s", default)]
     state: State,
-    #[serde(rename = "e", default, skip_serializing_if = "is_zero32")]
     epoch: u32,
     /// When the current state began.
-    #[serde(rename = "t", default, skip_serializing_if = "is_zero")]
     since_ms: u64,
     /// Open: the cooldown's end (`u64::MAX`: held open until reset). Half-open with a probe
     /// out: the probe's expiry.
-    #[serde(rename = "u", default, skip_serializing_if = "is_zero")]
     until_ms: u64,
     /// Opens since the breaker last closed (the cooldown's exponent).
-    #[serde(rename = "o", default, skip_serializing_if = "is_zero32")]
     opens: u32,
-    #[serde(rename = "c", default, skip_serializing_if = "is_zero32")]
     consecutive: u32,
-    #[serde(rename = "p", default, skip_serializing_if = "is_false")]
     probing: bool,
-    #[serde(rename = "f", default, skip_serializing_if = "Forced::is_no")]
     forced: Forced,
     /// The window's newest bucket, as `now / bucket_ms`.
-    #[serde(rename = "h", default, skip_serializing_if = "is_zero")]
     head: u64,
     /// Per bucket: [successes, failures].
-    #[serde(rename = "w", default)]
     window: [[u32; 2]; BUCKETS],
 }
 
@@ -222,6 +229,52 @@ impl Breaker {
 
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// Append the breaker as 21 integers: state code, epoch, since, until, opens, consecutive
+    /// failures, probing (0/1), forced (0 no, 1 open, 2 closed), window head, then the
+    /// window's 6 × [successes, failures].
+    pub fn encode(&self, out: &mut Vec<u64>) {
+        out.extend_from_slice(&[
+            self.state.code(),
+            self.epoch as u64,
+            self.since_ms,
+            self.until_ms,
+            self.opens as u64,
+            self.consecutive as u64,
+            self.probing as u64,
+            self.forced as u64,
+            self.head,
+        ]);
+        out.extend(self.window.iter().flatten().map(|&n| n as u64));
+    }
+
+    /// The inverse of [`Breaker::encode`]; `None` if an item is missing or out of range.
+    pub fn decode(r: &mut Reader<'_>) -> Option<Breaker> {
+        let mut b = Breaker {
+            state: State::from_code(r.u64()?)?,
+            epoch: r.u32()?,
+            since_ms: r.u64()?,
+            until_ms: r.u64()?,
+            opens: r.u32()?,
+            consecutive: r.u32()?,
+            probing: r.bool()?,
+            forced: [Forced::No, Forced::Open, Forced::Closed]
+                .get(r.u64()? as usize)
+                .copied()?,
+            head: r.u64()?,
+            window: Default::default(),
+        };
+        for cell in b.window.iter_mut().flatten() {
+            *cell = r.u32()?;
+        }
+        Some(b)
+    }
+
+    /// The state as stored, before any time-driven transition [`Breaker::tick`] would apply
+    /// (the owner compares it before and after an operation to log state changes).
+    pub fn stored_state(&self) -> State {
+        self.state
     }
 
     /// The state at `now`, time-driven transitions applied (open → half-open at the cooldown's
@@ -847,34 +900,40 @@ mod tests {
     }
 
     #[test]
-    fn serialisation_round_trip_is_compact() {
+    fn encoding_round_trips_every_state() {
         let c = cfg();
-        let fresh = serde_json::to_string(&Breaker::new()).unwrap();
+        let round_trip = |b: &Breaker| {
+            let mut ints = Vec::new();
+            b.encode(&mut ints);
+            assert_eq!(ints.len(), 21);
+            let mut text = String::new();
+            crate::health::codec::write_ints(&mut text, &ints);
+            let back = Breaker::decode(&mut Reader::new(&text)).expect("decodes");
+            assert_eq!(&back, b);
+            text
+        };
         assert_eq!(
-            fresh,
-            r#"{"s":"closed","w":[[0,0],[0,0],[0,0],[0,0],[0,0],[0,0]]}"#
+            round_trip(&Breaker::new()),
+            "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
         );
         let mut b = opened(T0);
+        round_trip(&b);
         let t = T0 + 30_000;
         b.try_acquire_probe(&c, t).unwrap();
-        let text = serde_json::to_string(&b).unwrap();
-        assert!(text.len() < 160, "{text}");
-        let back: Breaker = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, b);
-        assert_eq!(back.view(&c, t), b.view(&c, t));
-        let held: Breaker = serde_json::from_str(
-            &serde_json::to_string(&{
-                let mut h = Breaker::new();
-                h.force_open(None, T0);
-                h
-            })
-            .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(held.state(u64::MAX - 1), State::Open);
-        // An empty object is a fresh breaker (forward-compatible storage).
-        let empty: Breaker = serde_json::from_str("{}").unwrap();
-        assert_eq!(empty, Breaker::new());
+        assert_eq!(round_trip(&b).split(',').next(), Some("2"), "half-open");
+        let mut held = Breaker::new();
+        held.force_open(None, T0);
+        round_trip(&held);
+        held.force_close(T0 + 1);
+        round_trip(&held);
+        // Truncated or out-of-range input is refused, not half-read.
+        assert_eq!(Breaker::decode(&mut Reader::new("0,1,2")), None);
+        assert_eq!(
+            Breaker::decode(&mut Reader::new(
+                "3,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
+            )),
+            None
+        );
     }
 
     #[test]

@@ -9,17 +9,18 @@
 //! [`TargetHealth::apply`]s each [`TargetReport`] and serves [`TargetHealth::snapshot`].
 
 pub mod breaker;
+pub mod codec;
 pub mod report;
 pub mod stats;
 mod window;
 
-pub use breaker::{Breaker, BreakerConfig, BreakerView, State};
+pub use breaker::{Breaker, BreakerConfig, BreakerView, Forced, State};
 pub use report::{Batch, BatchPolicy, Entry, Outcome, TargetReport};
 pub use stats::{Stats, StatsConfig};
 
+use crate::config::Config;
 use crate::policy::FailureClass;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use codec::{opt, write_ints, Reader};
 
 /// A target's identity: `provider/model`, or `provider/model#key` for a breaker per API key
 /// (the key's secret *name*, never its value). Provider ids contain no `/` and secret names no
@@ -81,16 +82,145 @@ pub struct HealthConfig {
     pub stats: StatsConfig,
 }
 
-/// What a target's Durable Object persists (compact JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How long an isolate routes by a fetched snapshot, unless configured.
+pub const DEFAULT_SNAPSHOT_TTL_MS: u64 = 2_000;
+
+/// The config's `health` block with the defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub health: HealthConfig,
+    pub batch: BatchPolicy,
+    pub snapshot_ttl_ms: u64,
+}
+
+impl HealthSettings {
+    /// From the config's `health` block (validated; see `config::HEALTH_KNOBS`).
+    pub fn resolve(config: &Config) -> Self {
+        let b = BreakerConfig::default();
+        let p = BatchPolicy::default();
+        let knob = |name: &str, default: u64| config.health_knob(name).unwrap_or(default);
+        let small = |name: &str, default: u32| knob(name, default as u64) as u32;
+        let window_ms = knob("window_ms", b.window_ms);
+        let cooldown_base_ms = knob("cooldown_base_ms", b.cooldown_base_ms);
+        HealthSettings {
+            health: HealthConfig {
+                breaker: BreakerConfig {
+                    consecutive_failures: small("consecutive_failures", b.consecutive_failures),
+                    failure_rate_percent: small("failure_rate_percent", b.failure_rate_percent),
+                    min_volume: small("min_volume", b.min_volume),
+                    window_ms,
+                    cooldown_base_ms,
+                    cooldown_max_ms: knob("cooldown_max_ms", b.cooldown_max_ms)
+                        .max(cooldown_base_ms),
+                    jitter_percent: small("jitter_percent", b.jitter_percent),
+                    retry_after_max_ms: b.retry_after_max_ms,
+                    probe_timeout_ms: knob("probe_timeout_ms", b.probe_timeout_ms),
+                },
+                stats: StatsConfig {
+                    window_ms,
+                    ..StatsConfig::default()
+                },
+            },
+            batch: BatchPolicy {
+                max_entries: p.max_entries,
+                max_age_ms: knob("report_max_age_ms", p.max_age_ms),
+                failure_max_age_ms: knob("report_failure_max_age_ms", p.failure_max_age_ms),
+            },
+            snapshot_ttl_ms: knob("snapshot_ttl_ms", DEFAULT_SNAPSHOT_TTL_MS),
+        }
+    }
+}
+
+/// A target's health for operators (`GET /admin/circuits`, [`TargetView::to_json`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetView {
+    pub target: String,
+    pub breaker: BreakerView,
+    /// Whether ordinary traffic (closed) or a probe (half-open, slot free) may go there now.
+    pub admits: bool,
+    pub ttfb_samples: u64,
+    pub ttfb_ewma_ms: Option<u32>,
+    pub ttfb_p95_ms: Option<u32>,
+    /// Outcomes over the statistics window: answers, provider-side failures, client faults.
+    pub successes: u32,
+    pub failures: u32,
+    pub neutral: u32,
+    pub error_permille: u16,
+    /// When the last answer / provider-side failure ended (unix ms; 0: never).
+    pub last_success_ms: u64,
+    pub last_failure_ms: u64,
+}
+
+impl TargetView {
+    /// `{"target":…,"state":…,"admits":…,"breaker":{…},"ttfb_samples":…,…}`; absent values are
+    /// `null`, a cooldown held until reset is `18446744073709551615` (`u64::MAX`).
+    pub fn to_json(&self) -> String {
+        let b = &self.breaker;
+        let o = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+        format!(
+            "{{\"target\":{},\"state\":\"{}\",\"admits\":{},\"breaker\":{{\"state\":\"{}\",\"epoch\":{},\"since_ms\":{},\"cooldown_until_ms\":{},\"probe_out_until_ms\":{},\"consecutive_failures\":{},\"window_successes\":{},\"window_failures\":{},\"opens\":{},\"forced\":\"{}\"}},\"ttfb_samples\":{},\"ttfb_ewma_ms\":{},\"ttfb_p95_ms\":{},\"successes\":{},\"failures\":{},\"neutral\":{},\"error_permille\":{},\"last_success_ms\":{},\"last_failure_ms\":{}}}",
+            serde_json::Value::from(self.target.as_str()),
+            b.state.as_str(),
+            self.admits,
+            b.state.as_str(),
+            b.epoch,
+            b.since_ms,
+            o(b.cooldown_until_ms),
+            o(b.probe_out_until_ms),
+            b.consecutive_failures,
+            b.window_successes,
+            b.window_failures,
+            b.opens,
+            b.forced.as_str(),
+            self.ttfb_samples,
+            o(self.ttfb_ewma_ms.map(u64::from)),
+            o(self.ttfb_p95_ms.map(u64::from)),
+            self.successes,
+            self.failures,
+            self.neutral,
+            self.error_permille,
+            self.last_success_ms,
+            self.last_failure_ms,
+        )
+    }
+}
+
+/// What a target's Durable Object persists ([`TargetHealth::encode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetHealth {
-    #[serde(rename = "b", default)]
     pub breaker: Breaker,
-    #[serde(rename = "x", default)]
     pub stats: Stats,
 }
 
+/// The version tag that starts [`TargetHealth::encode`]'s output.
+const HEALTH_FORMAT: u64 = 1;
+
 impl TargetHealth {
+    /// Integers: the format version (1), the breaker's 21 ([`Breaker::encode`]) and the
+    /// statistics' 88 ([`Stats::encode`]).
+    pub fn encode(&self) -> String {
+        let mut ints = vec![HEALTH_FORMAT];
+        self.breaker.encode(&mut ints);
+        self.stats.encode(&mut ints);
+        let mut out = String::with_capacity(ints.len() * 3);
+        write_ints(&mut out, &ints);
+        out
+    }
+
+    /// The inverse of [`TargetHealth::encode`]; `None` for another version or a damaged value
+    /// (the owner then starts fresh: state is late, never wrong).
+    pub fn decode(text: &str) -> Option<TargetHealth> {
+        let mut r = Reader::new(text);
+        if r.u64()? != HEALTH_FORMAT {
+            return None;
+        }
+        let h = TargetHealth {
+            breaker: Breaker::decode(&mut r)?,
+            stats: Stats::decode(&mut r)?,
+        };
+        r.done().then_some(h)
+    }
+
     /// Apply one flushed report, entry by entry in order. `unit` in [0, 1) jitters a cooldown
     /// if the breaker opens. Returns whether the breaker's epoch moved (a state change).
     pub fn apply(
@@ -116,6 +246,26 @@ impl TargetHealth {
         self.breaker.epoch() != before
     }
 
+    /// The operator's view at `now`.
+    pub fn view(&self, cfg: &HealthConfig, target: &str, now: u64) -> TargetView {
+        let b = self.breaker.view(&cfg.breaker, now);
+        let counts = self.stats.window_counts(&cfg.stats, now);
+        TargetView {
+            target: target.to_string(),
+            admits: b.admits(),
+            breaker: b,
+            ttfb_samples: self.stats.samples(),
+            ttfb_ewma_ms: self.stats.ewma_ms(),
+            ttfb_p95_ms: self.stats.p95_ms(),
+            successes: counts.successes(),
+            failures: counts.failures(),
+            neutral: counts.neutral(),
+            error_permille: counts.error_permille(),
+            last_success_ms: self.stats.last_success_ms(),
+            last_failure_ms: self.stats.last_failure_ms(),
+        }
+    }
+
     /// What isolates cache and route by.
     pub fn snapshot(&self, cfg: &HealthConfig, now: u64) -> TargetSnapshot {
         let v = self.breaker.view(&cfg.breaker, now);
@@ -131,31 +281,20 @@ impl TargetHealth {
     }
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-
 /// One target's health as the router sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetSnapshot {
-    #[serde(rename = "s")]
     pub state: State,
     /// Closed, or half-open with the probe slot free, when the snapshot was taken.
-    #[serde(rename = "a")]
     pub admit: bool,
     /// When it does not admit: when it may next (cooldown end, probe expiry; `u64::MAX`: held
     /// open until reset).
-    #[serde(rename = "u", default, skip_serializing_if = "is_zero")]
     pub until_ms: u64,
     /// The breaker epoch to stamp on outcomes of ordinary (non-probe) attempts.
-    #[serde(rename = "e", default)]
     pub epoch: u32,
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub ewma_ms: Option<u32>,
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub p95_ms: Option<u32>,
     /// Provider-side failures over the window, in permille of counted outcomes.
-    #[serde(rename = "r", default)]
     pub error_permille: u16,
 }
 
@@ -172,6 +311,41 @@ impl TargetSnapshot {
             error_permille: 0,
         }
     }
+
+    /// 7 integers: state code, admit (0/1), until, epoch, EWMA + 1, p95 + 1 (0: none), error
+    /// permille — e.g. a fresh target is `0,1,0,0,0,0,0`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        write_ints(
+            &mut out,
+            &[
+                self.state.code(),
+                self.admit as u64,
+                self.until_ms,
+                self.epoch as u64,
+                opt(self.ewma_ms.map(u64::from)),
+                opt(self.p95_ms.map(u64::from)),
+                self.error_permille as u64,
+            ],
+        );
+        out
+    }
+
+    /// The inverse of [`TargetSnapshot::encode`].
+    pub fn decode(text: &str) -> Option<TargetSnapshot> {
+        let mut r = Reader::new(text);
+        let small = |v: Option<u64>| v.map(u32::try_from).transpose().ok();
+        let s = TargetSnapshot {
+            state: State::from_code(r.u64()?)?,
+            admit: r.bool()?,
+            until_ms: r.u64()?,
+            epoch: r.u32()?,
+            ewma_ms: small(r.opt()?)?,
+            p95_ms: small(r.opt()?)?,
+            error_permille: u16::try_from(r.u64()?).ok()?,
+        };
+        r.done().then_some(s)
+    }
 }
 
 /// The isolate's cached health of the targets it routes to.
@@ -182,28 +356,33 @@ impl TargetSnapshot {
 /// round trip, so routing reflects an outcome at most `ttl + failure_max_age_ms + rtt` after
 /// it (1–5 s + 250 ms with the defaults). Breakers themselves change only on the Durable
 /// Object, so staleness can delay but never fake a transition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    #[serde(rename = "at", default)]
     pub taken_ms: u64,
-    #[serde(rename = "t", default)]
-    pub targets: BTreeMap<String, TargetSnapshot>,
+    /// A route's few targets: a list, not a map.
+    pub targets: Vec<(String, TargetSnapshot)>,
 }
 
 impl Snapshot {
     pub fn new(taken_ms: u64) -> Self {
         Snapshot {
             taken_ms,
-            targets: BTreeMap::new(),
+            targets: Vec::new(),
         }
     }
 
     pub fn insert(&mut self, target: String, s: TargetSnapshot) {
-        self.targets.insert(target, s);
+        match self.targets.iter_mut().find(|(t, _)| *t == target) {
+            Some(e) => e.1 = s,
+            None => self.targets.push((target, s)),
+        }
     }
 
     pub fn get(&self, target: &str) -> Option<&TargetSnapshot> {
-        self.targets.get(target)
+        self.targets
+            .iter()
+            .find(|(t, _)| t == target)
+            .map(|(_, s)| s)
     }
 
     /// Whether it may still be used at `now` with a cache TTL of `ttl_ms`.
@@ -308,6 +487,86 @@ mod tests {
     }
 
     #[test]
+    fn settings_fill_defaults_and_take_overrides() {
+        let config = |health: &str| {
+            Config::parse(&format!(
+                r#"{{"providers":[{{"id":"p","kind":"ollama"}}],
+                    "routes":[{{"model":"m","targets":[{{"provider":"p","model":"x"}}]}}],
+                    "health":{health}}}"#
+            ))
+            .expect("valid")
+        };
+        let d = HealthSettings::resolve(&config("{}"));
+        assert_eq!(d.health, HealthConfig::default());
+        assert_eq!(d.batch, BatchPolicy::default());
+        assert_eq!(d.snapshot_ttl_ms, DEFAULT_SNAPSHOT_TTL_MS);
+        let s = HealthSettings::resolve(&config(
+            r#"{"consecutive_failures": 3, "window_ms": 6000, "cooldown_base_ms": 400000,
+                "jitter_percent": 0, "snapshot_ttl_ms": 500, "report_failure_max_age_ms": 50}"#,
+        ));
+        assert_eq!(s.health.breaker.consecutive_failures, 3);
+        assert_eq!(
+            (s.health.breaker.window_ms, s.health.stats.window_ms),
+            (6_000, 6_000)
+        );
+        // A base above the default cap raises the cap rather than being cut by it.
+        assert_eq!(s.health.breaker.cooldown_max_ms, 400_000);
+        assert_eq!(s.health.breaker.jitter_percent, 0);
+        assert_eq!((s.snapshot_ttl_ms, s.batch.failure_max_age_ms), (500, 50));
+        assert_eq!(s.batch.max_age_ms, 1_000);
+    }
+
+    #[test]
+    fn the_operator_view_shows_breaker_and_stats() {
+        let cfg = HealthConfig::default();
+        let mut h = TargetHealth::default();
+        h.apply(
+            &cfg,
+            &report(&[
+                (None, 0, false),
+                (Some(Rejected), 0, false),
+                (Some(Timeout), 0, false),
+            ]),
+            T0,
+            0.5,
+        );
+        let v = h.view(&cfg, "oa/m", T0);
+        assert_eq!(v.target, "oa/m");
+        assert_eq!((v.breaker.state, v.admits), (State::Closed, true));
+        assert_eq!((v.successes, v.failures, v.neutral), (1, 1, 1));
+        assert_eq!(
+            (v.error_permille, v.ttfb_samples, v.ttfb_ewma_ms),
+            (500, 1, Some(40))
+        );
+        assert_eq!((v.last_success_ms, v.last_failure_ms), (T0 + 50, T0 + 50));
+        let json: serde_json::Value = serde_json::from_str(&v.to_json()).unwrap();
+        assert_eq!(json["target"], "oa/m");
+        assert_eq!(json["breaker"]["state"], "closed");
+        assert_eq!(
+            json["breaker"]["cooldown_until_ms"],
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            (json["successes"].as_u64(), json["ttfb_ewma_ms"].as_u64()),
+            (Some(1), Some(40))
+        );
+        assert_eq!(json["ttfb_p95_ms"].as_u64(), Some(50));
+        h.breaker.force_open(None, T0);
+        let v = h.view(&cfg, "oa/m", T0 + 1);
+        assert_eq!((v.breaker.state, v.admits), (State::Open, false));
+        let json: serde_json::Value = serde_json::from_str(&v.to_json()).unwrap();
+        assert_eq!(
+            json["breaker"]["cooldown_until_ms"].as_u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            (json["state"].as_str(), json["breaker"]["forced"].as_str()),
+            (Some("open"), Some("open"))
+        );
+        assert_eq!(h.breaker.stored_state().as_str(), "open");
+    }
+
+    #[test]
     fn unknown_class_codes_are_skipped() {
         let cfg = HealthConfig::default();
         let mut h = TargetHealth::default();
@@ -318,21 +577,66 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_freshness_and_json() {
+    fn snapshot_freshness_and_encodings() {
         let mut snap = Snapshot::new(T0);
         snap.insert("oa/m".into(), TargetSnapshot::unknown());
         assert!(snap.is_fresh(T0, 1_000));
         assert!(snap.is_fresh(T0 + 999, 1_000));
         assert!(!snap.is_fresh(T0 + 1_000, 1_000));
         assert!(!snap.is_fresh(T0 - 1, 1_000), "from the future: refetch");
-        let text = serde_json::to_string(&snap).unwrap();
-        assert_eq!(
-            text,
-            r#"{"at":1700000000000,"t":{"oa/m":{"s":"closed","a":true,"e":0,"r":0}}}"#
+        let open = TargetSnapshot {
+            state: State::Open,
+            admit: false,
+            until_ms: u64::MAX,
+            ..TargetSnapshot::unknown()
+        };
+        snap.insert("oa/m".into(), open);
+        assert_eq!((snap.targets.len(), snap.get("oa/m")), (1, Some(&open)));
+        assert_eq!(TargetSnapshot::unknown().encode(), "0,1,0,0,0,0,0");
+        let measured = TargetSnapshot {
+            state: State::HalfOpen,
+            epoch: 7,
+            ewma_ms: Some(0),
+            p95_ms: Some(400),
+            error_permille: 1000,
+            ..TargetSnapshot::unknown()
+        };
+        for s in [TargetSnapshot::unknown(), open, measured] {
+            assert_eq!(TargetSnapshot::decode(&s.encode()), Some(s));
+        }
+        for bad in [
+            "",
+            "0,1,0,0,0,0",
+            "0,1,0,0,0,0,0,0",
+            "3,1,0,0,0,0,0",
+            "0,1,0,0,0,0,70000",
+        ] {
+            assert_eq!(TargetSnapshot::decode(bad), None, "{bad:?}");
+        }
+
+        let cfg = HealthConfig::default();
+        let mut h = TargetHealth::default();
+        assert_eq!(TargetHealth::decode(&h.encode()), Some(h.clone()));
+        h.apply(
+            &cfg,
+            &report(&[(None, 0, false), (Some(Timeout), 0, false)]),
+            T0,
+            0.5,
         );
-        assert_eq!(serde_json::from_str::<Snapshot>(&text).unwrap(), snap);
-        let h = TargetHealth::default();
-        let back: TargetHealth = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
-        assert_eq!(back, h);
+        h.breaker.force_open(None, T0);
+        let text = h.encode();
+        assert_eq!(text.split(',').count(), 1 + 21 + 88);
+        assert_eq!(TargetHealth::decode(&text), Some(h));
+        assert_eq!(
+            TargetHealth::decode(&text.replacen('1', "2", 1)),
+            None,
+            "another version"
+        );
+        assert_eq!(
+            TargetHealth::decode(&format!("{text},0")),
+            None,
+            "trailing items"
+        );
+        assert_eq!(TargetHealth::decode("{}"), None);
     }
 }

@@ -2,9 +2,9 @@
 //! after responses (never on the request path); each flush is one [`TargetReport`] per target,
 //! which the target's Durable Object applies in one call ([`super::TargetHealth::apply`]).
 
+use super::codec::{opt, write_ints, Reader};
 use super::{class_code, class_from_code};
 use crate::policy::FailureClass;
-use serde::{Deserialize, Serialize};
 
 /// One finished attempt, as the edge saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,36 +25,16 @@ pub struct Outcome {
     pub probe: bool,
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-fn is_zero8(v: &u8) -> bool {
-    *v == 0
-}
-fn is_zero32(v: &u32) -> bool {
-    *v == 0
-}
-fn is_false(v: &bool) -> bool {
-    !*v
-}
-
-/// An [`Outcome`] without its target, in compact JSON (`{"s":…,"d":…,"t":…,"c":2,"e":4}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An [`Outcome`] without its target; sent as 7 integers ([`TargetReport::encode_entries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    #[serde(rename = "s")]
     pub started_ms: u64,
-    #[serde(rename = "d", default, skip_serializing_if = "is_zero")]
     pub duration_ms: u64,
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub ttfb_ms: Option<u64>,
     /// [`super::class_code`]: 0 success, 1–8 the failure classes.
-    #[serde(rename = "c", default, skip_serializing_if = "is_zero8")]
     pub class_code: u8,
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
-    #[serde(rename = "e", default, skip_serializing_if = "is_zero32")]
     pub epoch: u32,
-    #[serde(rename = "p", default, skip_serializing_if = "is_false")]
     pub probe: bool,
 }
 
@@ -89,11 +69,62 @@ impl Entry {
 }
 
 /// Everything one flush says about one target, in the order the isolate saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetReport {
     pub target: String,
-    #[serde(rename = "o")]
     pub entries: Vec<Entry>,
+}
+
+impl TargetReport {
+    /// The entries as 7 integers each: started, duration, TTFB + 1 (0: none), class code,
+    /// Retry-After + 1 (0: none), epoch, probe (0/1).
+    pub fn encode_entries(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            write_ints(
+                &mut out,
+                &[
+                    e.started_ms,
+                    e.duration_ms,
+                    opt(e.ttfb_ms),
+                    e.class_code as u64,
+                    opt(e.retry_after_ms),
+                    e.epoch as u64,
+                    e.probe as u64,
+                ],
+            );
+        }
+        out
+    }
+
+    /// The inverse of [`TargetReport::encode_entries`]; `None` unless every entry is whole.
+    pub fn decode(target: &str, entries: &str) -> Option<TargetReport> {
+        let n = if entries.is_empty() {
+            0
+        } else {
+            entries.split(',').count()
+        };
+        if n % 7 != 0 {
+            return None;
+        }
+        let mut r = Reader::new(entries);
+        let mut out = Vec::with_capacity(n / 7);
+        for _ in 0..n / 7 {
+            out.push(Entry {
+                started_ms: r.u64()?,
+                duration_ms: r.u64()?,
+                ttfb_ms: r.opt()?,
+                class_code: u8::try_from(r.u64()?).ok()?,
+                retry_after_ms: r.opt()?,
+                epoch: r.u32()?,
+                probe: r.bool()?,
+            });
+        }
+        Some(TargetReport {
+            target: target.to_string(),
+            entries: out,
+        })
+    }
 }
 
 /// When a batch is due.
@@ -315,19 +346,35 @@ mod tests {
     }
 
     #[test]
-    fn report_json_is_compact_and_round_trips() {
+    fn reports_encode_compactly_and_round_trip() {
         let mut b = Batch::new(BatchPolicy::default());
         let mut o = outcome("oa/gpt-4o-mini", Some(RateLimited));
         o.retry_after_ms = Some(2_000);
         b.push(&o, T0);
-        b.push(&outcome("oa/gpt-4o-mini", None), T0);
+        o.probe = true;
+        o.retry_after_ms = None;
+        o.ttfb_ms = None;
+        o.class = None;
+        b.push(&o, T0);
         let reports = b.take();
-        let text = serde_json::to_string(&reports[0]).unwrap();
+        let text = reports[0].encode_entries();
         assert_eq!(
             text,
-            r#"{"target":"oa/gpt-4o-mini","o":[{"s":1700000000000,"d":120,"t":80,"c":2,"r":2000,"e":3},{"s":1700000000000,"d":120,"t":80,"e":3}]}"#
+            "1700000000000,120,81,2,2001,3,0,1700000000000,120,0,0,0,3,1"
         );
-        let back: TargetReport = serde_json::from_str(&text).unwrap();
+        let back = TargetReport::decode("oa/gpt-4o-mini", &text).expect("decodes");
         assert_eq!(back, reports[0]);
+        assert_eq!(
+            TargetReport::decode("t", "").map(|r| r.entries.len()),
+            Some(0)
+        );
+        for bad in [
+            "1,2,3",
+            "1,2,0,0,0,0,0,9",
+            "1,2,0,300,0,0,0",
+            "1,2,0,0,0,0,2",
+        ] {
+            assert_eq!(TargetReport::decode("t", bad), None, "{bad}");
+        }
     }
 }

@@ -6,10 +6,11 @@
 //! `decay_at`, so it follows the last few hundred samples rather than all time.
 
 use super::breaker::{verdict, Verdict};
+use super::codec::Reader;
 use super::window::{advance, BUCKETS};
 use super::{class_code, CLASSES};
 use crate::policy::FailureClass;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Upper bounds (inclusive, ms) of the TTFB histogram's buckets. A p95 is reported as the bound
 /// of the bucket it falls in; the last bucket means "more than a minute".
@@ -76,33 +77,52 @@ impl ClassCounts {
     }
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Stored as integers ([`Stats::encode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// EWMA of TTFB in microseconds (meaningful once `samples > 0`).
-    #[serde(rename = "m", default, skip_serializing_if = "is_zero")]
     ewma_us: u64,
     /// TTFB samples ever seen.
-    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     samples: u64,
-    #[serde(rename = "h", default)]
     hist: [u32; 23],
-    #[serde(rename = "k", default, skip_serializing_if = "is_zero")]
     head: u64,
-    #[serde(rename = "w", default)]
     window: [[u32; CLASSES]; BUCKETS],
-    #[serde(rename = "ok", default, skip_serializing_if = "is_zero")]
     last_success_ms: u64,
-    #[serde(rename = "ko", default, skip_serializing_if = "is_zero")]
     last_failure_ms: u64,
 }
 
 impl Stats {
     pub fn new() -> Self {
         Stats::default()
+    }
+
+    /// Append the statistics as 88 integers: EWMA (µs), samples, the 23 histogram counts,
+    /// window head, the window's 6 × 10 class counts, last success, last failure.
+    pub fn encode(&self, out: &mut Vec<u64>) {
+        out.extend_from_slice(&[self.ewma_us, self.samples]);
+        out.extend(self.hist.iter().map(|&n| n as u64));
+        out.push(self.head);
+        out.extend(self.window.iter().flatten().map(|&n| n as u64));
+        out.extend_from_slice(&[self.last_success_ms, self.last_failure_ms]);
+    }
+
+    /// The inverse of [`Stats::encode`]; `None` if an item is missing or out of range.
+    pub fn decode(r: &mut Reader<'_>) -> Option<Stats> {
+        let mut s = Stats {
+            ewma_us: r.u64()?,
+            samples: r.u64()?,
+            ..Stats::default()
+        };
+        for n in s.hist.iter_mut() {
+            *n = r.u32()?;
+        }
+        s.head = r.u64()?;
+        for n in s.window.iter_mut().flatten() {
+            *n = r.u32()?;
+        }
+        s.last_success_ms = r.u64()?;
+        s.last_failure_ms = r.u64()?;
+        Some(s)
     }
 
     /// Record one finished attempt. `ended_ms` (the isolate's clock) stamps the last
@@ -131,13 +151,15 @@ impl Stats {
     }
 
     fn sample_ttfb(&mut self, cfg: &StatsConfig, ms: u64) {
-        let us = ms.saturating_mul(1000);
+        // Capped at a day so the EWMA's arithmetic stays in i64 (no 128-bit division in wasm).
+        let us = ms.min(86_400_000) * 1000;
         if self.samples == 0 {
             self.ewma_us = us;
         } else {
-            let alpha = cfg.ewma_alpha_permille.min(1000) as i128;
-            let delta = (us as i128 - self.ewma_us as i128) * alpha / 1000;
-            self.ewma_us = (self.ewma_us as i128 + delta).max(0) as u64;
+            let alpha = cfg.ewma_alpha_permille.min(1000) as i64;
+            let ewma = self.ewma_us.min(86_400_000_000) as i64;
+            let delta = (us as i64 - ewma) * alpha / 1000;
+            self.ewma_us = (ewma + delta).max(0) as u64;
         }
         self.samples = self.samples.saturating_add(1);
         let i = TTFB_BOUNDS_MS
@@ -323,15 +345,19 @@ mod tests {
     }
 
     #[test]
-    fn serialisation_round_trip() {
+    fn encoding_round_trip() {
         let cfg = StatsConfig::default();
         let mut s = Stats::new();
         s.record(&cfg, None, Some(321), T0, T0);
         s.record(&cfg, Some(Auth), None, T0, T0);
-        let text = serde_json::to_string(&s).unwrap();
-        let back: Stats = serde_json::from_str(&text).unwrap();
+        let mut ints = Vec::new();
+        s.encode(&mut ints);
+        assert_eq!(ints.len(), 88);
+        let mut text = String::new();
+        crate::health::codec::write_ints(&mut text, &ints);
+        let back = Stats::decode(&mut Reader::new(&text)).expect("decodes");
         assert_eq!(back, s);
         assert_eq!(back.p95_ms(), Some(400));
-        assert_eq!(serde_json::from_str::<Stats>("{}").unwrap(), Stats::new());
+        assert_eq!(Stats::decode(&mut Reader::new("1,2,3")), None);
     }
 }

@@ -53,6 +53,38 @@ pub fn build_chat(
     }
 }
 
+/// The active health probe of a provider (`docs/ROUTING.md`, "Active probes"): a `GET` of its
+/// model list — free on every supported kind, and it checks reachability and the key. The
+/// `body` is empty (a `GET`).
+pub fn build_probe(provider: &ProviderConfig, api_key: Option<&str>) -> UpstreamRequest {
+    let base = provider.base_url();
+    let (url, key_header) = match provider.kind.protocol() {
+        Protocol::OpenAi => (format!("{base}/models"), "authorization"),
+        Protocol::Anthropic => (format!("{base}/v1/models"), "x-api-key"),
+        Protocol::Gemini => (format!("{base}/models"), "x-goog-api-key"),
+    };
+    let mut headers = Vec::new();
+    if provider.kind.protocol() == Protocol::Anthropic {
+        headers.push((
+            "anthropic-version",
+            anthropic::ANTHROPIC_VERSION.to_string(),
+        ));
+    }
+    if let Some(key) = api_key {
+        let value = match key_header {
+            "authorization" => format!("Bearer {key}"),
+            _ => key.to_string(),
+        };
+        headers.push((key_header, value));
+    }
+    UpstreamRequest {
+        url,
+        headers,
+        body: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
 /// Read a successful (2xx) non-streamed answer. Translated answers carry `created: 0`; use
 /// [`parse_chat_answer_at`] to stamp the time.
 pub fn parse_chat_answer(
@@ -221,6 +253,63 @@ fn looks_like_key(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_list_the_models() {
+        let provider = |kind: &str, base: &str| -> ProviderConfig {
+            serde_json::from_value(serde_json::json!({
+                "id": "p", "kind": kind, "base_url": base, "api_key_secrets": ["K"]
+            }))
+            .expect("provider")
+        };
+        // (kind, base, url, key header)
+        let cases = [
+            (
+                "openai",
+                "https://api.example/v1/",
+                "https://api.example/v1/models",
+                ("authorization", "Bearer k1"),
+            ),
+            (
+                "groq",
+                "https://g.example/openai/v1",
+                "https://g.example/openai/v1/models",
+                ("authorization", "Bearer k1"),
+            ),
+            (
+                "anthropic",
+                "https://a.example",
+                "https://a.example/v1/models",
+                ("x-api-key", "k1"),
+            ),
+            (
+                "gemini",
+                "https://ge.example/v1beta",
+                "https://ge.example/v1beta/models",
+                ("x-goog-api-key", "k1"),
+            ),
+        ];
+        for (kind, base, url, (h, v)) in cases {
+            let up = build_probe(&provider(kind, base), Some("k1"));
+            assert_eq!(up.url, url, "{kind}");
+            assert!(up.body.is_empty(), "{kind}: a GET");
+            assert!(
+                up.headers.contains(&(h, v.to_string())),
+                "{kind}: {:?}",
+                up.headers
+            );
+            let anonymous = build_probe(&provider(kind, base), None);
+            assert!(anonymous.headers.iter().all(|(k, _)| *k != h), "{kind}");
+        }
+        let up = build_probe(&provider("anthropic", "https://a.example"), None);
+        assert_eq!(
+            up.headers,
+            [(
+                "anthropic-version",
+                anthropic::ANTHROPIC_VERSION.to_string()
+            )]
+        );
+    }
 
     #[test]
     fn sanitize_removes_urls_and_keys() {
