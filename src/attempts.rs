@@ -1,21 +1,88 @@
-//! The attempt loop: translate → fetch with deadlines → classify → retry, fail over, or answer.
+//! The attempt loop: plan → translate → fetch with deadlines → classify → retry, fail over, or
+//! answer.
 //!
-//! Every decision comes from [`switchyard_core::policy::Planner`]; this module only performs
-//! the I/O it asks for. A streamed attempt counts as answered only once its first content token
-//! has arrived, so anything that breaks before that fails over invisibly to the caller.
+//! The order of targets comes from [`switchyard_core::routing::plan`] (strategy, tier,
+//! residency, and health from the isolate's snapshot, `crate::health`); every retry and
+//! failover decision from [`switchyard_core::policy::Planner`], whose target `i` is the plan's
+//! `order()[i]`. This module only performs the I/O they ask for, and records each attempt's
+//! outcome for the targets' circuit breakers (sent after the response). A streamed attempt counts
+//! as answered only once its first content token has arrived, so anything that breaks before
+//! that fails over invisibly to the caller.
 
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig};
 use switchyard_core::error::GatewayError;
+use switchyard_core::health::{self as core_health, target_id};
 use switchyard_core::logline::AttemptRecord;
 use switchyard_core::policy::{
     AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy,
 };
 use switchyard_core::providers::{self, ChatStream, UpstreamAnswer};
-use worker::{ByteStream, Env};
+use switchyard_core::routing::{self, Admission, Location, RequestFeatures};
+use worker::{ByteStream, Env, Request};
 
-use crate::platform::{mark_key_bad, now_ms, pick_key, random_unit};
+use crate::health;
+use crate::platform::{now_ms, pass_over_key, pick_key, random_unit, BAD_KEY_TTL_MS};
 use crate::upstream::{self, Abort, InFlight, Next};
+
+/// What routing needs from the request besides its body: `x-switchyard-tier`, where the caller
+/// is (`request.cf`), the tenant's residency tag, the body's size, and the request hash.
+#[derive(Debug, Default)]
+pub struct Hints {
+    pub tier: Option<String>,
+    pub continent: Option<String>,
+    pub country: Option<String>,
+    pub colo: Option<String>,
+    pub residency: Option<String>,
+    pub body_len: usize,
+    /// `routing::stable_hash` of the request id: the weighted draw and the key follow it.
+    pub hash: u64,
+}
+
+impl Hints {
+    pub fn new(req: &Request, request_id: &str, body_len: usize, residency: Option<&str>) -> Self {
+        // `request.cf` read field by field: absent offline and in some runtimes.
+        let cf = worker::js_sys::Reflect::get(req.inner(), &"cf".into()).ok();
+        let field = |name: &str| {
+            cf.as_ref()
+                .filter(|cf| cf.is_object())
+                .and_then(|cf| worker::js_sys::Reflect::get(cf, &name.into()).ok())
+                .and_then(|v| v.as_string())
+                .filter(|v| !v.is_empty())
+        };
+        Hints {
+            tier: req.headers().get("x-switchyard-tier").ok().flatten(),
+            continent: field("continent"),
+            country: field("country"),
+            colo: field("colo"),
+            residency: residency.map(str::to_string),
+            body_len,
+            hash: routing::stable_hash(request_id.as_bytes()),
+        }
+    }
+
+    fn features<'a>(&'a self, req: &ChatRequest) -> RequestFeatures<'a> {
+        let max_output_tokens = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| req.body.get(*k).and_then(serde_json::Value::as_u64));
+        RequestFeatures {
+            prompt_tokens: routing::estimate_prompt_tokens(self.body_len),
+            max_output_tokens,
+            has_tools: req
+                .body
+                .get("tools")
+                .and_then(|t| t.as_array())
+                .is_some_and(|t| !t.is_empty()),
+            tier_hint: self.tier.as_deref(),
+            location: Location {
+                continent: self.continent.as_deref(),
+                country: self.country.as_deref(),
+                colo: self.colo.as_deref(),
+            },
+            residency: self.residency.as_deref(),
+        }
+    }
+}
 
 /// A stream whose first content token has arrived: safe to start answering the caller.
 pub struct StreamStart {
@@ -28,6 +95,8 @@ pub struct StreamStart {
     pub ended: bool,
 }
 
+// One per request, moved once: boxing the stream would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Answer {
     Complete(UpstreamAnswer),
     Stream(StreamStart),
@@ -52,16 +121,20 @@ pub struct Failed {
 /// How many context-length hops to larger routes one request may take.
 const MAX_ROUTE_HOPS: usize = 3;
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     env: &Env,
     config: &Config,
     first_route: &RouteConfig,
     req: &ChatRequest,
+    hints: &Hints,
     started_ms: u64,
     attempts: &mut Vec<AttemptRecord>,
 ) -> Result<Outcome, Failed> {
     let mut route = first_route;
     let mut hops = 0;
+    let health_settings = health::settings(config);
+    let features = hints.features(req);
     'routes: loop {
         let policy = RetryPolicy::resolve(&config.retry, &route.retry);
         let deadlines = Deadlines::resolve(&config.deadlines, &route.deadlines);
@@ -69,15 +142,33 @@ pub async fn run(
             error,
             route: route.model.clone(),
         };
+        let ids: Vec<String> = route
+            .targets
+            .iter()
+            .map(|t| target_id(&t.provider, &t.model, None))
+            .collect();
+        let snapshot = health::snapshot(env, &health_settings, &ids).await;
+        let mut plan = routing::plan(
+            config,
+            route,
+            &snapshot,
+            &features,
+            hints.hash,
+            random_unit(),
+            now_ms(),
+        )
+        .map_err(fail)?;
+        // Positions whose probe question is settled (the Planner walks them in order).
+        let mut settled = 0;
         let mut planner = Planner::new(
             policy,
-            route.targets.len(),
+            plan.len(),
             route.context_fallback.is_some() && hops < MAX_ROUTE_HOPS,
             route.failover_on_content_policy,
         );
         let mut decision = planner.start();
         loop {
-            let (index, wait_ms) = match decision {
+            let (pos, wait_ms) = match decision {
                 Decision::Attempt { target, wait_ms } => (target, wait_ms),
                 Decision::ContextFallback => {
                     let next = route
@@ -106,15 +197,41 @@ pub async fn run(
             upstream::sleep(wait_ms).await;
             let remaining = remaining - wait_ms;
 
-            let target = &route.targets[index];
+            // A half-open target is tried only with its probe slot: ask its Durable Object the
+            // first time the Planner reaches it; refused → it moves among the blocked.
+            while settled <= pos && pos < plan.len() {
+                let c = plan.candidates[pos];
+                if c.admission != Admission::Probe {
+                    settled = pos + 1;
+                    continue;
+                }
+                match health::acquire_probe(env, &ids[c.index]).await {
+                    Some((token, snap)) => {
+                        if plan.settle_probe(pos, token, &snap).is_some() {
+                            settled = pos + 1;
+                        }
+                    }
+                    // Unreachable: try it as an ordinary attempt (its outcome then counts
+                    // for the statistics only).
+                    None => {
+                        plan.candidates[pos].admission = Admission::Healthy;
+                        settled = pos + 1;
+                    }
+                }
+            }
+            let Some(&candidate) = plan.candidates.get(pos) else {
+                return Err(fail(GatewayError::internal("the plan has no such target")));
+            };
+            let target = &route.targets[candidate.index];
             let Some(provider) = config.provider(&target.provider) else {
                 return Err(fail(GatewayError::internal(
                     "route names an unknown provider",
                 )));
             };
-            let key = pick_key(env, provider);
+            let key = pick_key(env, provider, hints.hash);
             let t0 = now_ms();
             let mut warnings = Vec::new();
+            let mut ttfb = None;
             let result = attempt(
                 provider,
                 key.as_ref(),
@@ -123,8 +240,33 @@ pub async fn run(
                 &deadlines,
                 remaining,
                 &mut warnings,
+                &mut ttfb,
             )
             .await;
+            // Only attempts that reached the provider say something about its health.
+            let class = match &result {
+                Ok(_) => Some(None),
+                Err(AttemptError::Failed(f)) => sent_class(f, ttfb),
+                Err(AttemptError::Fatal(_)) => None,
+            };
+            if let Some(class) = class {
+                health::record(
+                    &health_settings,
+                    &core_health::Outcome {
+                        target: ids[candidate.index].clone(),
+                        started_ms: t0,
+                        ended_ms: now_ms(),
+                        ttfb_ms: ttfb.map(|t| t - t0),
+                        class,
+                        retry_after_ms: match &result {
+                            Err(AttemptError::Failed(f)) => f.retry_after_ms,
+                            _ => None,
+                        },
+                        epoch: candidate.epoch,
+                        probe: candidate.admission == Admission::Probe,
+                    },
+                );
+            }
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
                 Err(f) => f.label(),
@@ -155,13 +297,20 @@ pub async fn run(
                     // A key the upstream rejected: the provider's next key, before anything else.
                     if f.class == FailureClass::Auth && f.status.is_some() {
                         if let Some((name, _)) = &key {
-                            if mark_key_bad(env, provider, name) {
+                            if pass_over_key(env, provider, name, now_ms() + BAD_KEY_TTL_MS) {
                                 if let Some(d) = planner.retry_with_another_key(&provider.id, &f) {
                                     decision = d;
                                     continue;
                                 }
                             }
                         }
+                    }
+                    // A rate-limited key is passed over until its Retry-After: a retry (or the
+                    // next request) takes another key of the provider, if it has one.
+                    if let (FailureClass::RateLimited, Some(ms), Some((name, _))) =
+                        (f.class, f.retry_after_ms, &key)
+                    {
+                        pass_over_key(env, provider, name, now_ms() + ms);
                     }
                     decision = planner.after_failure(&provider.id, f, remaining, random_unit());
                 }
@@ -192,6 +341,18 @@ impl From<AttemptFailure> for AttemptError {
     }
 }
 
+/// The class to record for a failed attempt that reached the provider, or `None` when nothing
+/// was sent (no key configured, a parameter the target cannot honour): those say nothing
+/// about the provider.
+fn sent_class(f: &AttemptFailure, ttfb: Option<u64>) -> Option<Option<FailureClass>> {
+    let nothing_sent = f.status.is_none()
+        && ttfb.is_none()
+        && matches!(f.class, FailureClass::Auth | FailureClass::Unsupported);
+    (!nothing_sent).then_some(Some(f.class))
+}
+
+/// One attempt. `ttfb` is set to the time (unix ms) the upstream's response headers arrived.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     provider: &ProviderConfig,
     key: Option<&(String, String)>,
@@ -200,6 +361,7 @@ async fn attempt(
     deadlines: &Deadlines,
     remaining_ms: u64,
     warnings: &mut Vec<String>,
+    ttfb: &mut Option<u64>,
 ) -> Result<Answer, AttemptError> {
     let key = key.map(|(_, value)| value.as_str());
     if key.is_none() && !provider.kind.key_optional() {
@@ -223,6 +385,7 @@ async fn attempt(
         let budget = deadlines.response_ms.min(remaining_ms);
         let t0 = now_ms();
         let mut inflight = upstream::send(&up, budget).await?;
+        *ttfb = Some(now_ms());
         let left = budget.saturating_sub(now_ms() - t0).max(1);
         check_status(protocol, &mut inflight, left).await?;
         let body = upstream::read_all(&mut inflight, left, upstream::ANSWER_CAP, false).await?;
@@ -233,6 +396,7 @@ async fn attempt(
     }
 
     let mut inflight = upstream::send(&up, deadlines.headers_ms.min(remaining_ms)).await?;
+    *ttfb = Some(now_ms());
     check_status(protocol, &mut inflight, remaining_ms).await?;
     let mut controller = inflight.controller;
     let mut stream = inflight
@@ -287,7 +451,7 @@ async fn attempt(
 }
 
 /// Turn a non-2xx answer into a classified failure (reading a bounded piece of its body).
-async fn check_status(
+pub async fn check_status(
     protocol: switchyard_core::config::Protocol,
     inflight: &mut InFlight,
     ms: u64,

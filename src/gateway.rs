@@ -7,10 +7,12 @@
 //! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field)
 //! 6. route — the public model name to its route (`404 model_not_found`); allowed? (`403`)
 //! 7. admit — budgets and rate limits (`429`); far from every cap this is no round trip
-//! 8. attempt loop — translate, fetch with deadlines, classify, retry or fail over ([`attempts`])
+//! 8. attempt loop — plan the targets' order (strategy, tier, residency, health snapshot), then
+//!    translate, fetch with deadlines, classify, retry or fail over ([`attempts`])
 //! 9. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered and cost
-//! 10. after the response (`ctx.wait_until`) — ledger row, gate settlement, alerts; and one JSON
-//!     log line per request (for streams, when the stream ends)
+//! 10. after the response (`ctx.wait_until`) — ledger row, gate settlement, alerts; outcomes to
+//!     the targets' circuit breakers when due; and one JSON log line per request (for streams,
+//!     when the stream ends)
 
 use futures_channel::oneshot;
 use switchyard_core::chat::ChatRequest;
@@ -247,7 +249,11 @@ async fn chat(
     .await?;
 
     let mut tried: Vec<AttemptRecord> = Vec::new();
-    let outcome = attempts::run(env, &config, route, &chat, started, &mut tried).await;
+    let residency = caller.tenant.residency.as_deref();
+    let hints = attempts::Hints::new(req, request_id, body_len, residency);
+    let outcome = attempts::run(env, &config, route, &chat, &hints, started, &mut tried).await;
+    // The attempts' outcomes reach the targets' circuit breakers after the response.
+    crate::health::flush_after(ctx, env);
     log.attempts = tried.len();
     let attempts_value = attempts_header(&tried);
     log.attempt_log = tried;

@@ -6,17 +6,25 @@
 mod admin;
 mod attempts;
 mod gateway;
+mod health;
 mod http;
 mod platform;
 mod relay;
 mod tenants;
 mod upstream;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(gateway::handle(req, env, ctx).await)
 }
 
+/// The cron (`[triggers]` in wrangler.toml, every minute): active probes of open circuits.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    health::probe::run(&env).await;
+}
+
+pub use health::object::TargetHealthObject;
 pub use tenants::gate::TenantGateObject;

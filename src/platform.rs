@@ -1,11 +1,11 @@
 //! The platform's clock, randomness, configuration and secrets, behind plain functions.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use switchyard_core::config::{Config, ConfigError, ProviderConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::routing::KeyState;
 use worker::{console_error, Env};
 
 /// Unix milliseconds. (In Workers the clock advances on I/O, which is all a deadline needs.)
@@ -109,41 +109,38 @@ pub fn secret(env: &Env, name: &str) -> Option<String> {
 pub const BAD_KEY_TTL_MS: u64 = 5 * 60 * 1000;
 
 thread_local! {
-    /// Secret name → until when it is considered bad (isolate memory; each isolate learns alone).
-    static BAD_KEYS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+    /// Which keys (secret names) are passed over until when: rejected (401/403) or rate-limited
+    /// (429 with `Retry-After`). Isolate memory; each isolate learns alone.
+    static KEYS: RefCell<KeyState> = RefCell::new(KeyState::default());
 }
 
-fn is_bad(name: &str, now: u64) -> bool {
-    BAD_KEYS.with(|b| b.borrow().get(name).is_some_and(|until| *until > now))
-}
-
-/// The provider's key to use: the first set secret not recently rejected; if every set one was
-/// rejected, the first set one (keys get fixed; never fail without trying).
-/// Returns (secret name, value).
-pub fn pick_key(env: &Env, provider: &ProviderConfig) -> Option<(String, String)> {
-    let now = now_ms();
-    let mut first = None;
-    for name in &provider.api_key_secrets {
-        if let Some(value) = secret(env, name) {
-            if !is_bad(name, now) {
-                return Some((name.clone(), value));
-            }
-            first.get_or_insert((name.clone(), value));
-        }
-    }
-    first
-}
-
-/// Remember that the upstream rejected this key. Returns whether the provider has another set
-/// key that is not known bad.
-pub fn mark_key_bad(env: &Env, provider: &ProviderConfig, name: &str) -> bool {
-    let now = now_ms();
-    BAD_KEYS.with(|b| {
-        b.borrow_mut()
-            .insert(name.to_string(), now + BAD_KEY_TTL_MS)
-    });
-    provider
+/// The provider's key for this request: among its set secrets, the one
+/// `KeyState::pick_key` chooses (`first` or `spread` by the request hash, skipping keys passed
+/// over; when all are, the one free soonest). Returns (secret name, value).
+pub fn pick_key(env: &Env, provider: &ProviderConfig, hash: u64) -> Option<(String, String)> {
+    let set: Vec<(&str, String)> = provider
         .api_key_secrets
         .iter()
-        .any(|n| n != name && !is_bad(n, now) && secret(env, n).is_some())
+        .filter_map(|n| secret(env, n).map(|v| (n.as_str(), v)))
+        .collect();
+    let names: Vec<&str> = set.iter().map(|(n, _)| *n).collect();
+    let k = KEYS.with(|k| {
+        k.borrow()
+            .pick_key(&names, provider.key_selection, hash, now_ms())
+    })?;
+    set.into_iter().nth(k).map(|(n, v)| (n.to_string(), v))
+}
+
+/// Pass over this key until `until_ms`. Returns whether the provider has another set key that
+/// is not passed over.
+pub fn pass_over_key(env: &Env, provider: &ProviderConfig, name: &str, until_ms: u64) -> bool {
+    let now = now_ms();
+    KEYS.with(|k| {
+        let mut k = k.borrow_mut();
+        k.mark_limited(name, until_ms, now);
+        provider
+            .api_key_secrets
+            .iter()
+            .any(|n| n != name && k.limited_until(n, now).is_none() && secret(env, n).is_some())
+    })
 }

@@ -49,7 +49,8 @@ pub struct InFlight {
     pub controller: Abort,
 }
 
-/// Send the request; fail if the response headers do not arrive within `headers_ms`.
+/// Send the request (`POST`, or `GET` when it has no body); fail if the response headers do
+/// not arrive within `headers_ms`.
 pub async fn send(up: &UpstreamRequest, headers_ms: u64) -> Result<InFlight, AttemptFailure> {
     let headers = Headers::new();
     for (k, v) in &up.headers {
@@ -58,9 +59,12 @@ pub async fn send(up: &UpstreamRequest, headers_ms: u64) -> Result<InFlight, Att
             .map_err(|_| AttemptFailure::connect("a header value is not valid"))?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(Uint8Array::from(up.body.as_slice()).into()));
+    init.with_headers(headers);
+    // No body: a `GET` (the health probes' model lists).
+    if !up.body.is_empty() {
+        init.with_method(Method::Post)
+            .with_body(Some(Uint8Array::from(up.body.as_slice()).into()));
+    }
     let request = Request::new_with_init(&up.url, &init)
         .map_err(|_| AttemptFailure::connect("the upstream URL is not valid"))?;
     let controller = AbortController::default();

@@ -33,6 +33,8 @@ pub struct TenantRecord {
     pub signing_key_version: u32,
     /// The token that authenticated (tenant tokens only).
     pub token_id: Option<String>,
+    /// A region tag every answering target must carry (data residency), e.g. `eu`.
+    pub residency: Option<String>,
 }
 
 /// One row as the JSON object SQLite builds (`SELECT json_object(…) AS j`): read with the
@@ -51,6 +53,8 @@ struct Row {
     #[serde(default)]
     budgets: Vec<Budget>,
     token_id: Option<String>,
+    #[serde(default)]
+    residency: Option<String>,
 }
 
 impl From<Row> for TenantRecord {
@@ -68,6 +72,7 @@ impl From<Row> for TenantRecord {
             },
             signing_key_version: r.signing_key_version,
             token_id: r.token_id,
+            residency: r.residency.filter(|r| !r.is_empty()),
             id: r.id,
         }
     }
@@ -77,6 +82,7 @@ const SELECT: &str = "SELECT json_object('id', t.id, 'status', t.status, \
      'allowed_models', json(t.allowed_models), 'allowed_origins', json(t.allowed_origins), \
      'rpm_limit', t.rpm_limit, 'tpm_limit', t.tpm_limit, 'user_rpm_limit', t.user_rpm_limit, \
      'user_tpm_limit', t.user_tpm_limit, 'signing_key_version', t.signing_key_version, \
+     'residency', t.residency, \
      'budgets', (SELECT json_group_array(json_object('period', b.period, 'limit_nanos', \
        b.limit_nanos, 'alert_threshold', b.alert_threshold, 'webhook_url', b.webhook_url)) \
       FROM budgets b WHERE b.tenant_id = t.id)";
@@ -184,6 +190,7 @@ pub async fn origin_known(env: &Env, origin: &str) -> Result<bool, GatewayError>
             limits: Limits::default(),
             signing_key_version: 0,
             token_id: None,
+            residency: None,
         })
     });
     let known = marker.is_some();

@@ -1,0 +1,103 @@
+//! Active probes, from the cron (`[triggers] crons = ["* * * * *"]`, every minute).
+//!
+//! For every target of every route, the target's Durable Object is asked for the half-open probe
+//! slot (`/probe`): granted only when the breaker is half-open (its cooldown over) and no probe
+//! is out, so a closed or cooling-down target costs one cheap call and no upstream request, and
+//! the single-probe rule holds across traffic and cron alike. With the slot, the gateway sends
+//! the provider's probe (`providers::build_probe`: a `GET` of its model list) and reports its outcome under the probe's token: an answer closes the breaker, a provider-side
+//! failure re-opens it with the doubled cooldown. Each probe logs
+//! `{"msg":"switchyard.probe","target":…,"outcome":…,"ms":…}`.
+
+use switchyard_core::config::Config;
+use switchyard_core::health::{target_id, Entry, Outcome, TargetReport, TargetSnapshot};
+use switchyard_core::logline::rfc3339;
+use switchyard_core::policy::Deadlines;
+use switchyard_core::providers::build_probe;
+use switchyard_core::routing::stable_hash;
+use worker::{console_log, Env};
+
+use super::{call, remember, report_body, target_body, Call};
+use crate::attempts::check_status;
+use crate::platform::{self, now_ms};
+use crate::upstream;
+
+/// The longest a probe waits for its answer (less if the config's `headers_ms` is shorter).
+const PROBE_TIMEOUT_MS: u64 = 10_000;
+
+/// Probe every target whose breaker admits a probe now.
+pub async fn run(env: &Env) {
+    let Ok(config) = platform::config(env) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for r in &config.routes {
+        for t in &r.targets {
+            let id = target_id(&t.provider, &t.model, None);
+            if !seen.iter().any(|(s, _)| *s == id) {
+                seen.push((id, t.provider.as_str()));
+            }
+        }
+    }
+    // One after the other: most targets answer "no probe due" at once, and the cron has time.
+    for (id, provider) in &seen {
+        probe(env, &config, id, provider).await;
+    }
+}
+
+async fn probe(env: &Env, config: &Config, target: &str, provider: &str) {
+    let Some(p) = config.provider(provider) else {
+        return;
+    };
+    let Ok((_, Some(token))) = call(env, target, "probe", &target_body(target), Call::Cron).await
+    else {
+        return;
+    };
+    let Ok(token) = token.parse::<u32>() else {
+        return;
+    };
+    let key = platform::pick_key(env, p, stable_hash(target.as_bytes()));
+    let up = build_probe(p, key.as_ref().map(|(_, v)| v.as_str()));
+    let timeout = Deadlines::resolve(&config.deadlines, &Default::default())
+        .headers_ms
+        .min(PROBE_TIMEOUT_MS);
+    let started = now_ms();
+    let result = match upstream::send(&up, timeout).await {
+        Ok(mut inflight) => {
+            let ttfb = now_ms() - started;
+            let checked = check_status(p.kind.protocol(), &mut inflight, timeout).await;
+            inflight.controller.abort();
+            checked.map(|()| ttfb)
+        }
+        Err(f) => Err(f),
+    };
+    let ended = now_ms();
+    let (ttfb_ms, class, retry_after_ms, label) = match &result {
+        Ok(ttfb) => (Some(*ttfb), None, None, "ok".to_string()),
+        Err(f) => (None, Some(f.class), f.retry_after_ms, f.label()),
+    };
+    let outcome = Outcome {
+        target: target.to_string(),
+        started_ms: started,
+        ended_ms: ended,
+        ttfb_ms,
+        class,
+        retry_after_ms,
+        epoch: token,
+        probe: true,
+    };
+    let report = TargetReport {
+        target: target.to_string(),
+        entries: vec![Entry::from_outcome(&outcome)],
+    };
+    console_log!(
+        "{{\"msg\":\"switchyard.probe\",\"ts\":\"{}\",\"target\":{},\"outcome\":\"{label}\",\"ms\":{}}}",
+        rfc3339(ended),
+        serde_json::Value::from(target),
+        ended - started
+    );
+    if let Ok((text, _)) = call(env, target, "report", &report_body(&report), Call::Cron).await {
+        if let Some(snap) = TargetSnapshot::decode(&text) {
+            remember(target, now_ms(), snap);
+        }
+    }
+}
