@@ -152,6 +152,10 @@ def test_config(fake: Fake) -> dict:
         "max_body_bytes": 64 * 1024,
         "retry": FAST_RETRY,
         "deadlines": FAST_DEADLINES,
+        # This suite checks the attempt loop, so its targets' circuit breakers never open (the
+        # failure tests would otherwise reorder later tests' targets); test_health.py checks the
+        # breakers on a gateway of its own.
+        "health": {"consecutive_failures": 1000000, "min_volume": 1000000},
         "providers": [
             provider("oa", models={"small-1": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}),
             provider("backup", secret="TEST_BACKUP_KEY"),
@@ -247,6 +251,11 @@ class Gateway:
                         if line.startswith("data: "):
                             events.append((time.monotonic() - t0, line[6:]))
         return StreamResult(status, resp_headers, events, raw, t_headers, time.monotonic() - t0)
+
+    def cron(self) -> None:
+        """Fire the scheduled handler once (crons never fire by themselves in wrangler dev)."""
+        r = self.anon.get("/cdn-cgi/local/scheduled", params={"cron": "* * * * *"})
+        assert r.status_code == 200, r.text
 
     def log_lines(self) -> list[dict]:
         out = []
