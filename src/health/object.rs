@@ -30,7 +30,7 @@ use crate::platform::{now_ms, random_unit};
 
 const KEY: &str = "h";
 
-#[durable_object]
+#[durable_object(fetch)]
 pub struct TargetHealthObject {
     state: State,
     env: Env,
