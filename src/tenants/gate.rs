@@ -28,7 +28,7 @@ struct Call<T> {
     body: T,
 }
 
-#[durable_object]
+#[durable_object(fetch)]
 pub struct TenantGateObject {
     state: State,
     env: Env,
