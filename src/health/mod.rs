@@ -124,7 +124,12 @@ fn remember(target: &str, at: u64, snap: TargetSnapshot) {
 
 /// The cached entry of a target: (when fetched, snapshot).
 fn cached(target: &str) -> Option<(u64, TargetSnapshot)> {
-    SNAPS.with(|s| s.borrow().iter().find(|e| e.0 == target).map(|e| (e.1, e.2)))
+    SNAPS.with(|s| {
+        s.borrow()
+            .iter()
+            .find(|e| e.0 == target)
+            .map(|e| (e.1, e.2))
+    })
 }
 
 /// The health of `targets` for routing: cached entries younger than the TTL as they are, the
@@ -149,8 +154,7 @@ pub async fn snapshot(env: &Env, s: &HealthSettings, targets: &[String]) -> Snap
         let fetches = stale.iter().map(|t| async move {
             let body = target_body(t);
             let got = call(env, t, "snapshot", &body, Call::Snapshot).await;
-            got.ok()
-                .and_then(|(text, _)| TargetSnapshot::decode(&text))
+            got.ok().and_then(|(text, _)| TargetSnapshot::decode(&text))
         });
         let got = within(CALL_TIMEOUT_MS, join(fetches.collect())).await;
         for (i, t) in stale.iter().enumerate() {
