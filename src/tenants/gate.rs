@@ -16,9 +16,7 @@ use switchyard_core::tenancy::{
     UserGate,
 };
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
-};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::platform::now_ms;
 
@@ -225,10 +223,11 @@ pub async fn call<T: Serialize, R: DeserializeOwned>(
         user: user.map(str::to_string),
         body,
     })?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(JsValue::from_str(&payload)));
-    let req = Request::new_with_init(&format!("https://gate/{op}"), &init)?;
+    let req = crate::upstream::post(
+        &format!("https://gate/{op}"),
+        &[],
+        &JsValue::from_str(&payload),
+    )?;
     let mut resp = stub.fetch_with_request(req).await?;
     if resp.status_code() != 200 {
         return Err(worker::Error::RustError(format!(

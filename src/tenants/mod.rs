@@ -17,7 +17,7 @@ use switchyard_core::tenancy::{
 };
 use switchyard_core::usage::Usage;
 use worker::wasm_bindgen::JsValue;
-use worker::{console_error, console_log, Env, Headers, Method, Request, RequestInit};
+use worker::{console_error, console_log, Env, Headers};
 
 use crate::platform::{now_ms, secret};
 pub use records::TenantRecord;
@@ -413,13 +413,10 @@ async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {
     });
     let mut status = None;
     if let Some(url) = alert.webhook_url.as_deref() {
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&body.to_string())));
-        if let Ok(req) = Request::new_with_init(url, &init) {
+        let payload = JsValue::from_str(&body.to_string());
+        if let Ok(req) =
+            crate::upstream::post(url, &[("content-type", "application/json")], &payload)
+        {
             let send = worker::Fetch::Request(req);
             status = match crate::upstream::within(5_000, send.send()).await {
                 Some(Ok(resp)) => Some(resp.status_code()),
