@@ -28,6 +28,7 @@ pub struct StreamStart {
     pub ended: bool,
 }
 
+#[allow(clippy::large_enum_variant)] // one per request, moved once
 pub enum Answer {
     Complete(UpstreamAnswer),
     Stream(StreamStart),
