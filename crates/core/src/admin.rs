@@ -261,11 +261,24 @@ pub enum SqlValue {
     Int(u64),
 }
 
-/// A tenant create or update: the id (create only) and the columns to set.
+/// The tenant columns an operator sets, in the order of [`TenantChange::values`].
+pub const TENANT_COLUMNS: [&str; 8] = [
+    "name",
+    "status",
+    "allowed_models",
+    "allowed_origins",
+    "rpm_limit",
+    "tpm_limit",
+    "user_rpm_limit",
+    "user_tpm_limit",
+];
+
+/// A tenant create or update: the id (create only) and a value per column of
+/// [`TENANT_COLUMNS`] (`None`: left as it is, or the default on create).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantChange {
     pub id: Option<String>,
-    pub columns: Vec<(&'static str, SqlValue)>,
+    pub values: [Option<SqlValue>; 8],
 }
 
 const TENANT_FIELDS: &[&str] = &[
@@ -313,43 +326,34 @@ pub fn tenant_change(body: &Value, creating: bool) -> Result<TenantChange, Gatew
             }
         },
     };
-    let mut columns = Vec::new();
-    match text(obj, "name", 200)? {
-        Some(name) => columns.push(("name", SqlValue::Text(name))),
-        None if creating => return Err(bad("name", "is required")),
-        None => {}
+    let mut values: [Option<SqlValue>; 8] = Default::default();
+    values[0] = text(obj, "name", 200)?.map(SqlValue::Text);
+    if creating && values[0].is_none() {
+        return Err(bad("name", "is required"));
     }
-    match obj.get("status").map(|v| v.as_str()) {
-        None => {}
-        Some(Some(s @ ("active" | "disabled"))) => {
-            columns.push(("status", SqlValue::Text(s.into())))
-        }
+    values[1] = match obj.get("status").map(|v| v.as_str()) {
+        None => None,
+        Some(Some(s @ ("active" | "disabled"))) => Some(SqlValue::Text(s.into())),
         Some(_) => return Err(bad("status", "must be \"active\" or \"disabled\"")),
+    };
+    for (i, (field, ok, what)) in LISTS.into_iter().enumerate() {
+        values[2 + i] = string_list(obj, field, ok, what)?.map(|list| {
+            list.map_or(SqlValue::Null, |items| {
+                SqlValue::Text(Value::from(items).to_string())
+            })
+        });
     }
-    for (field, ok, what) in LISTS {
-        if let Some(list) = string_list(obj, field, ok, what)? {
-            let v = match list {
-                Some(items) => SqlValue::Text(Value::from(items).to_string()),
-                None => SqlValue::Null,
-            };
-            columns.push((field, v));
-        }
+    for (i, field) in TENANT_COLUMNS.iter().enumerate().skip(4) {
+        values[i] = limit(obj, field)?.map(|n| n.map_or(SqlValue::Null, SqlValue::Int));
     }
-    for field in ["rpm_limit", "tpm_limit", "user_rpm_limit", "user_tpm_limit"] {
-        if let Some(n) = limit(obj, field)? {
-            columns.push((field, n.map_or(SqlValue::Null, SqlValue::Int)));
-        }
-    }
-    if columns.is_empty() {
+    if values.iter().all(Option::is_none) {
         return Err(GatewayError::invalid(
-            format!(
-                "Nothing to change: send at least one of {}",
-                TENANT_FIELDS[1..].join(", ")
-            ),
+            "Nothing to change: send at least one of name, status, allowed_models, \
+             allowed_origins, rpm_limit, tpm_limit, user_rpm_limit, user_tpm_limit",
             "body",
         ));
     }
-    Ok(TenantChange { id, columns })
+    Ok(TenantChange { id, values })
 }
 
 /// A token's name (optional, defaults to empty).
@@ -478,6 +482,39 @@ pub fn end_user_claims(
     })
 }
 
+/// A query parameter of a URL (the first by that name), percent- and `+`-decoded; invalid UTF-8
+/// reads as an empty value, which validation then rejects. (Cheaper in wasm than a URL parser.)
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or("");
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k) == name).then(|| decode(v))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// `true`/`1` or `false`/`0`/absent.
 pub fn flag(value: Option<&str>, field: &str) -> Result<bool, GatewayError> {
     match value {
@@ -564,37 +601,34 @@ pub fn usage_query(
 // ---------------------------------------------------------------------------------------------
 // Writing answers
 
-fn usd_or_null(nanos: Option<u64>) -> Value {
-    nanos.map_or(Value::Null, |n| Value::String(format_usd(n)))
+fn quoted_or_null(v: Option<String>) -> String {
+    v.map_or_else(|| "null".into(), |s| format!("\"{s}\""))
 }
 
-fn time_or_null(ms: Option<u64>) -> Value {
-    ms.map_or(Value::Null, |m| Value::String(rfc3339(m)))
-}
-
-/// One period's spend as the admin API shows it: amounts as exact decimal strings, the period's
-/// start and reset (both `null` for `total`), and what is left of the limit when there is one.
+/// One period's spend as the admin API shows it, as JSON object text: amounts as exact decimal
+/// strings, the period's start and reset (both `null` for `total`), what is left of the limit
+/// when there is one, then `extra` (more `,"key":value` members, already JSON).
 pub fn period_report(
     period: Period,
     spent: u64,
     reserved: u64,
     limit: Option<u64>,
     now_ms: u64,
-) -> Map<String, Value> {
-    let start = (period != Period::Total).then(|| period.start_ms(now_ms));
-    let remaining = limit.map(|l| l.saturating_sub(spent + reserved));
-    [
-        ("period", Value::from(period.as_str())),
-        ("period_start", time_or_null(start)),
-        ("resets_at", time_or_null(period.reset_ms(now_ms))),
-        ("limit_usd", usd_or_null(limit)),
-        ("spent_usd", usd_or_null(Some(spent))),
-        ("reserved_usd", usd_or_null(Some(reserved))),
-        ("remaining_usd", usd_or_null(remaining)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    extra: &str,
+) -> String {
+    let start = (period != Period::Total).then(|| rfc3339(period.start_ms(now_ms)));
+    let remaining = limit.map(|l| format_usd(l.saturating_sub(spent + reserved)));
+    format!(
+        "{{\"period\":\"{}\",\"period_start\":{},\"resets_at\":{},\"limit_usd\":{},\
+         \"spent_usd\":\"{}\",\"reserved_usd\":\"{}\",\"remaining_usd\":{}{extra}}}",
+        period.as_str(),
+        quoted_or_null(start),
+        quoted_or_null(period.reset_ms(now_ms).map(rfc3339)),
+        quoted_or_null(limit.map(format_usd)),
+        format_usd(spent),
+        format_usd(reserved),
+        quoted_or_null(remaining),
+    )
 }
 
 #[cfg(test)]
@@ -670,16 +704,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.id.as_deref(), Some("acme-1"));
         assert_eq!(
-            c.columns,
-            vec![
-                ("name", SqlValue::Text(hostile.into())),
-                ("status", SqlValue::Text("disabled".into())),
-                ("allowed_models", SqlValue::Text(r#"["a","b"]"#.into())),
-                ("allowed_origins", SqlValue::Null),
-                ("rpm_limit", SqlValue::Int(60)),
-                ("user_tpm_limit", SqlValue::Null),
+            c.values,
+            [
+                Some(SqlValue::Text(hostile.into())),
+                Some(SqlValue::Text("disabled".into())),
+                Some(SqlValue::Text(r#"["a","b"]"#.into())),
+                Some(SqlValue::Null),
+                Some(SqlValue::Int(60)),
+                None,
+                None,
+                Some(SqlValue::Null),
             ]
         );
+        let only_limit = tenant_change(&json!({"tpm_limit": 5}), false).unwrap();
+        assert_eq!(only_limit.id, None);
+        assert_eq!(only_limit.values[5], Some(SqlValue::Int(5)));
+        assert_eq!(only_limit.values.iter().filter(|v| v.is_some()).count(), 1);
     }
 
     #[test]
@@ -894,6 +934,24 @@ mod tests {
     }
 
     #[test]
+    fn query_params() {
+        let url =
+            "https://gw.example/admin/tenants?limit=2&cursor=a%2Db&x=%27+OR+1&empty&bad=%zz#frag";
+        assert_eq!(query_param(url, "limit").as_deref(), Some("2"));
+        assert_eq!(query_param(url, "cursor").as_deref(), Some("a-b"));
+        assert_eq!(query_param(url, "x").as_deref(), Some("' OR 1"));
+        assert_eq!(query_param(url, "empty").as_deref(), Some(""));
+        assert_eq!(query_param(url, "bad").as_deref(), Some("%zz"));
+        assert_eq!(query_param(url, "frag"), None);
+        assert_eq!(
+            query_param("https://gw.example/admin/tenants", "limit"),
+            None
+        );
+        assert_eq!(query_param("/p?n=%C3%BC", "n").as_deref(), Some("ü"));
+        assert_eq!(query_param("/p?n=%C3%BC%F0", "n").as_deref(), Some(""));
+    }
+
+    #[test]
     fn origins_and_webhooks() {
         assert!(valid_origin("https://app.example.com") && valid_origin("http://localhost:3000"));
         for bad in [
@@ -916,21 +974,27 @@ mod tests {
     #[test]
     fn period_reports() {
         let now = 1_795_246_500_000; // 2026-11-21T07:35Z
-        let r = period_report(Period::Month, 1_500, 500, Some(10_000), now);
+        let r = period_report(Period::Month, 1_500, 500, Some(10_000), now, ",\"x\":1");
         assert_eq!(
-            Value::Object(r),
+            serde_json::from_str::<Value>(&r).unwrap(),
             json!({"period": "month", "period_start": "2026-11-01T00:00:00.000Z",
                    "resets_at": "2026-12-01T00:00:00.000Z", "limit_usd": "0.00001",
-                   "spent_usd": "0.0000015", "reserved_usd": "0.0000005", "remaining_usd": "0.000008"})
+                   "spent_usd": "0.0000015", "reserved_usd": "0.0000005", "remaining_usd": "0.000008",
+                   "x": 1})
         );
-        let t = period_report(Period::Total, 20, 0, None, now);
+        let t: Value =
+            serde_json::from_str(&period_report(Period::Total, 20, 0, None, now, "")).unwrap();
         assert_eq!(
-            (&t["period_start"], &t["resets_at"], &t["remaining_usd"]),
-            (&Value::Null, &Value::Null, &Value::Null)
+            (
+                &t["period_start"],
+                &t["resets_at"],
+                &t["remaining_usd"],
+                &t["limit_usd"]
+            ),
+            (&Value::Null, &Value::Null, &Value::Null, &Value::Null)
         );
-        assert_eq!(
-            period_report(Period::Day, 9, 5, Some(10), now)["remaining_usd"],
-            "0.0"
-        );
+        let d: Value =
+            serde_json::from_str(&period_report(Period::Day, 9, 5, Some(10), now, "")).unwrap();
+        assert_eq!(d["remaining_usd"], "0.0");
     }
 }
