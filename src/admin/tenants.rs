@@ -400,7 +400,7 @@ fn plan(
         }
         Route::EndUserToken | Route::SigningKey => {
             signing_secret(env)?;
-            let rotate = flag(query("rotate").as_deref(), "rotate")?;
+            let rotate = route == Route::SigningKey && flag(query("rotate").as_deref(), "rotate")?;
             let (sql, args) = if rotate {
                 (ROTATE_KEY, vec![s(id), n(now)])
             } else {

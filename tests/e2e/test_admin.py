@@ -286,6 +286,8 @@ def test_end_user_tokens_and_key_rotation(gateway: Gateway):
     denied = chat_as(gateway, eut["token"], model="failover")
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "model_not_allowed"
 
+    # `rotate` belongs to the signing-key route only.
+    admin.post(f"/tenants/{tid}/end-user-tokens", params={"rotate": "true"}, json={"user": "u", "ttl_s": 60})
     key = admin.post(f"/tenants/{tid}/signing-key").json()
     assert key["version"] == 1 and key["rotated"] is False and len(key["key"]) == 43
     assert admin.post(f"/tenants/{tid}/signing-key").json()["key"] == key["key"], "stable until rotated"
