@@ -447,7 +447,10 @@ def test_openapi_document_matches_the_routes(gateway: Gateway):
             assert r.status_code not in (404, 405), (method, path, r.status_code, r.text)
             # Every documented route is behind the admin token.
             assert gateway.anon.request(method.upper(), url, json={}).status_code == 401, (method, path)
-        for method in set(METHODS) - documented:
+        # Methods the document does not list answer 405 with the listed ones in Allow (checked for
+        # this module's paths; the circuits and cache modules route their own).
+        ours = path == "/admin/openapi.json" or path.startswith("/admin/tenants")
+        for method in set(METHODS) - documented if ours else ():
             r = gateway.anon.request(method.upper(), url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
             assert r.status_code == 405, (method, path, r.status_code)
             allowed = {m.strip().lower() for m in r.headers["allow"].split(",")}
