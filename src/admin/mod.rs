@@ -17,6 +17,8 @@ use crate::platform::secret;
 #[allow(dead_code)] // read by the route modules as they are filled in
 pub struct AdminCtx<'a> {
     pub env: &'a Env,
+    /// For work after the response (`wait_until`); no module uses it yet.
+    #[allow(dead_code)]
     pub ctx: &'a Context,
 }
 

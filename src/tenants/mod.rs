@@ -316,6 +316,9 @@ pub struct Settlement {
 /// deliver any soft alert that became due.
 pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settlement) {
     let now = now_ms();
+    // The gate first, then the ledger: a gate loaded for the first time rebuilds its spend from
+    // the ledger, which must not already hold this request (it would be counted twice).
+    let alerts = settle_gate(env, caller, admission, &s).await;
     if s.answered {
         write_ledger(env, caller, &s, now).await;
     }
@@ -324,13 +327,24 @@ pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settle
             records::touch_token(env, token_id, now).await;
         }
     }
+    for alert in alerts {
+        deliver_alert(&caller.tenant.id, &alert).await;
+    }
+}
+
+async fn settle_gate(
+    env: &Env,
+    caller: &Caller,
+    admission: &Admission,
+    s: &Settlement,
+) -> Vec<switchyard_core::tenancy::Alert> {
     let limits = &caller.tenant.limits;
     let cost = s.cost_nanos.unwrap_or(0);
     if limits.is_empty() && caller.end_user.as_ref().and_then(|c| c.cap).is_none() {
-        return;
+        return Vec::new();
     }
     if !admission.gated && cost == 0 && s.usage.total_tokens() == 0 {
-        return;
+        return Vec::new();
     }
     let req = SettleRequest {
         request_id: s.request_id.clone(),
@@ -349,14 +363,15 @@ pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settle
     {
         Ok(resp) => {
             remember_view(&caller.tenant.id, resp.spend);
-            for alert in resp.alerts {
-                deliver_alert(&caller.tenant.id, &alert).await;
-            }
+            resp.alerts
         }
-        Err(e) => console_error!(
-            "{}",
-            serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
-        ),
+        Err(e) => {
+            console_error!(
+                "{}",
+                serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
+            );
+            Vec::new()
+        }
     }
 }
 
