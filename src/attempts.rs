@@ -95,8 +95,7 @@ pub struct StreamStart {
     pub ended: bool,
 }
 
-// One per request, moved once: boxing the stream would buy nothing.
-#[allow(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant)] // one per request, moved once
 pub enum Answer {
     Complete(UpstreamAnswer),
     Stream(StreamStart),

@@ -41,24 +41,23 @@ pub const CONFIG_VAR: &str = "SWITCHYARD_CONFIG";
 type Parsed = Rc<Result<Rc<Config>, ConfigError>>;
 
 thread_local! {
-    /// The parsed configuration, keyed by its text: parsed once per isolate, not per request.
-    static CONFIG: RefCell<Option<(String, Parsed)>> = const { RefCell::new(None) };
+    /// The parsed configuration. Variables cannot change during an isolate's life (a deploy or
+    /// a `wrangler dev` reload starts new isolates), so it is read and parsed once per isolate.
+    static CONFIG: RefCell<Option<Parsed>> = const { RefCell::new(None) };
 }
 
 /// The validated configuration. An invalid one is logged (once per isolate) and becomes a 500
 /// `config_invalid` naming the field.
 pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
-    let text = match env.var(CONFIG_VAR) {
-        Ok(v) => v.to_string(),
-        Err(_) => String::new(),
-    };
     let parsed = CONFIG.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if let Some((cached_text, parsed)) = slot.as_ref() {
-            if *cached_text == text {
-                return parsed.clone();
-            }
+        if let Some(parsed) = slot.as_ref() {
+            return parsed.clone();
         }
+        let text = match env.var(CONFIG_VAR) {
+            Ok(v) => v.to_string(),
+            Err(_) => String::new(),
+        };
         let parsed: Parsed = Rc::new(if text.is_empty() {
             Err(ConfigError {
                 path: CONFIG_VAR.into(),
@@ -81,7 +80,7 @@ pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
             };
             console_error!("{}", serde_json::to_string(&line).unwrap_or_default());
         }
-        *slot = Some((text, parsed.clone()));
+        *slot = Some(parsed.clone());
         parsed
     });
     match parsed.as_ref() {

@@ -159,6 +159,7 @@ impl Drop for Relay {
 }
 
 /// Build the streaming response. The log line is printed when the stream ends.
+#[allow(clippy::too_many_arguments)]
 pub fn stream_response(
     mut start: StreamStart,
     idle_ms: u64,

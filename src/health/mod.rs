@@ -25,7 +25,7 @@ use switchyard_core::config::Config;
 use switchyard_core::health::Snapshot;
 use switchyard_core::health::{Batch, HealthSettings, Outcome, TargetReport, TargetSnapshot};
 use worker::wasm_bindgen::JsValue;
-use worker::{Context, Env, Method, Request, RequestInit};
+use worker::{Context, Env};
 
 use crate::platform::now_ms;
 use crate::upstream::{sleep, within};
@@ -80,10 +80,11 @@ pub async fn call(
         .durable_object(BINDING)?
         .id_from_name(target)?
         .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(JsValue::from_str(body)));
-    let req = Request::new_with_init(&format!("https://health/{op}"), &init)?;
+    let req = crate::upstream::post(
+        &format!("https://health/{op}"),
+        &[],
+        &JsValue::from_str(body),
+    )?;
     let mut resp = stub.fetch_with_request(req).await?;
     let token = resp.headers().get("x-probe-token").ok().flatten();
     let text = resp.text().await?;

@@ -12,12 +12,12 @@ use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::tenancy::{
     far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
-    verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError,
-    Refusal, SettleRequest, SettleResponse, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
+    verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError, Refusal,
+    SettleRequest, SettleResponse, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
 };
 use switchyard_core::usage::Usage;
 use worker::wasm_bindgen::JsValue;
-use worker::{console_error, console_log, Env, Headers, Method, Request, RequestInit};
+use worker::{console_error, console_log, Env, Headers};
 
 use crate::platform::{now_ms, secret};
 pub use records::TenantRecord;
@@ -42,18 +42,20 @@ fn unauthorized(message: &str) -> GatewayError {
 
 /// The token from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDK).
 pub fn presented_token(headers: &Headers) -> Option<String> {
-    let bearer = headers
-        .get("authorization")
-        .ok()
-        .flatten()
-        .and_then(|v| {
-            let v = v.trim();
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .map(|t| t.trim().to_string())
-        });
+    let bearer = headers.get("authorization").ok().flatten().and_then(|v| {
+        let v = v.trim();
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_string())
+    });
     bearer
-        .or_else(|| headers.get("x-api-key").ok().flatten().map(|v| v.trim().to_string()))
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .ok()
+                .flatten()
+                .map(|v| v.trim().to_string())
+        })
         .filter(|t| !t.is_empty() && t.len() <= 4096)
 }
 
@@ -65,7 +67,8 @@ pub async fn authenticate(env: &Env, headers: &Headers) -> Result<Caller, Gatewa
         ));
     };
     let caller = if token.starts_with(END_USER_PREFIX) {
-        let claims = peek_end_user_token(&token).map_err(|_| unauthorized("Malformed end-user token"))?;
+        let claims =
+            peek_end_user_token(&token).map_err(|_| unauthorized("Malformed end-user token"))?;
         let tenant = records::by_id(env, &claims.t)
             .await?
             .ok_or_else(|| unauthorized("Invalid end-user token"))?;
@@ -76,15 +79,24 @@ pub async fn authenticate(env: &Env, headers: &Headers) -> Result<Caller, Gatewa
             EndUserTokenError::Expired => unauthorized("The end-user token has expired"),
             _ => unauthorized("Invalid end-user token"),
         })?;
-        Caller { tenant, end_user: Some(claims) }
+        Caller {
+            tenant,
+            end_user: Some(claims),
+        }
     } else {
         let tenant = records::by_token_hash(env, &token_hash(&token))
             .await?
             .ok_or_else(|| unauthorized("Invalid or revoked API key"))?;
-        Caller { tenant, end_user: None }
+        Caller {
+            tenant,
+            end_user: None,
+        }
     };
     if !caller.tenant.active {
-        return Err(GatewayError::new(ErrorKind::TenantDisabled, "This tenant is disabled"));
+        return Err(GatewayError::new(
+            ErrorKind::TenantDisabled,
+            "This tenant is disabled",
+        ));
     }
     Ok(caller)
 }
@@ -151,7 +163,14 @@ fn remember_view(tenant: &str, spend: Vec<SpendView>) {
         if v.len() > 4096 {
             v.clear();
         }
-        v.insert(tenant.to_string(), View { spend, at_ms: now_ms(), local_nanos: 0 });
+        v.insert(
+            tenant.to_string(),
+            View {
+                spend,
+                at_ms: now_ms(),
+                local_nanos: 0,
+            },
+        );
     });
 }
 
@@ -159,14 +178,19 @@ fn remember_view(tenant: &str, spend: Vec<SpendView>) {
 fn far_path_ok(tenant: &str, worst_case: u64, now: u64) -> bool {
     VIEWS.with(|v| {
         let v = v.borrow();
-        let Some(view) = v.get(tenant) else { return false };
+        let Some(view) = v.get(tenant) else {
+            return false;
+        };
         if now.saturating_sub(view.at_ms) >= VIEW_TTL_MS {
             return false;
         }
         let spend: Vec<SpendView> = view
             .spend
             .iter()
-            .map(|s| SpendView { spent_nanos: s.spent_nanos + view.local_nanos, ..s.clone() })
+            .map(|s| SpendView {
+                spent_nanos: s.spent_nanos + view.local_nanos,
+                ..s.clone()
+            })
             .collect();
         far_from_cap(&spend, worst_case)
     })
@@ -197,7 +221,10 @@ pub async fn admit(
     if limits.budgets.is_empty() && !rate_limited && user_cap.is_none() {
         return Ok(Admission { gated: false });
     }
-    if !rate_limited && user_cap.is_none() && far_path_ok(&caller.tenant.id, worst_case_nanos, now_ms()) {
+    if !rate_limited
+        && user_cap.is_none()
+        && far_path_ok(&caller.tenant.id, worst_case_nanos, now_ms())
+    {
         return Ok(Admission { gated: false });
     }
     let req = AdmitRequest {
@@ -289,19 +316,35 @@ pub struct Settlement {
 /// deliver any soft alert that became due.
 pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settlement) {
     let now = now_ms();
+    // The gate first, then the ledger: a gate loaded for the first time rebuilds its spend from
+    // the ledger, which must not already hold this request (it would be counted twice).
+    let alerts = settle_gate(env, caller, admission, &s).await;
     if s.answered {
         write_ledger(env, caller, &s, now).await;
     }
     if let Some(token_id) = &caller.tenant.token_id {
-        records::touch_token(env, token_id, now).await;
+        if !caller.tenant.touched.replace(true) {
+            records::touch_token(env, token_id, now).await;
+        }
     }
+    for alert in alerts {
+        deliver_alert(&caller.tenant.id, &alert).await;
+    }
+}
+
+async fn settle_gate(
+    env: &Env,
+    caller: &Caller,
+    admission: &Admission,
+    s: &Settlement,
+) -> Vec<switchyard_core::tenancy::Alert> {
     let limits = &caller.tenant.limits;
     let cost = s.cost_nanos.unwrap_or(0);
     if limits.is_empty() && caller.end_user.as_ref().and_then(|c| c.cap).is_none() {
-        return;
+        return Vec::new();
     }
     if !admission.gated && cost == 0 && s.usage.total_tokens() == 0 {
-        return;
+        return Vec::new();
     }
     let req = SettleRequest {
         request_id: s.request_id.clone(),
@@ -315,17 +358,20 @@ pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settle
             view.local_nanos += cost;
         }
     });
-    match gate::call::<_, SettleResponse>(env, &caller.tenant.id, caller.user(), "settle", &req).await {
+    match gate::call::<_, SettleResponse>(env, &caller.tenant.id, caller.user(), "settle", &req)
+        .await
+    {
         Ok(resp) => {
             remember_view(&caller.tenant.id, resp.spend);
-            for alert in resp.alerts {
-                deliver_alert(&caller.tenant.id, &alert).await;
-            }
+            resp.alerts
         }
-        Err(e) => console_error!(
-            "{}",
-            serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
-        ),
+        Err(e) => {
+            console_error!(
+                "{}",
+                serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -382,13 +428,10 @@ async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {
     });
     let mut status = None;
     if let Some(url) = alert.webhook_url.as_deref() {
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&body.to_string())));
-        if let Ok(req) = Request::new_with_init(url, &init) {
+        let payload = JsValue::from_str(&body.to_string());
+        if let Ok(req) =
+            crate::upstream::post(url, &[("content-type", "application/json")], &payload)
+        {
             let send = worker::Fetch::Request(req);
             status = match crate::upstream::within(5_000, send.send()).await {
                 Some(Ok(resp)) => Some(resp.status_code()),

@@ -35,6 +35,9 @@ pub struct TenantRecord {
     pub token_id: Option<String>,
     /// A region tag every answering target must carry (data residency), e.g. `eu`.
     pub residency: Option<String>,
+    /// `tokens.last_used_ms` was updated for this cached copy (so: at most once per
+    /// [`RECORD_TTL_MS`] per isolate, not once per request).
+    pub touched: std::cell::Cell<bool>,
 }
 
 /// One row as the JSON object SQLite builds (`SELECT json_object(…) AS j`): read with the
@@ -73,6 +76,7 @@ impl From<Row> for TenantRecord {
             signing_key_version: r.signing_key_version,
             token_id: r.token_id,
             residency: r.residency.filter(|r| !r.is_empty()),
+            touched: std::cell::Cell::new(false),
             id: r.id,
         }
     }
@@ -97,7 +101,11 @@ fn cached(key: &str, now: u64) -> Option<Option<Rc<TenantRecord>>> {
     CACHE.with(|c| {
         let c = c.borrow();
         let (rec, at) = c.get(key)?;
-        let ttl = if rec.is_some() { RECORD_TTL_MS } else { NEGATIVE_TTL_MS };
+        let ttl = if rec.is_some() {
+            RECORD_TTL_MS
+        } else {
+            NEGATIVE_TTL_MS
+        };
         (now.saturating_sub(*at) < ttl).then(|| rec.clone())
     })
 }
@@ -113,6 +121,7 @@ fn remember(key: String, rec: Option<Rc<TenantRecord>>, now: u64) {
 }
 
 /// Forget every cached record (the admin API calls this after a change in this isolate).
+#[allow(dead_code)] // called by the admin routes
 pub fn forget_all() {
     CACHE.with(|c| c.borrow_mut().clear());
 }
@@ -121,7 +130,11 @@ fn db_error(_: worker::Error) -> GatewayError {
     GatewayError::internal("the tenant database is unavailable")
 }
 
-async fn query_one(env: &Env, sql: String, arg: &str) -> Result<Option<TenantRecord>, GatewayError> {
+async fn query_one(
+    env: &Env,
+    sql: String,
+    arg: &str,
+) -> Result<Option<TenantRecord>, GatewayError> {
     let db = env.d1("DB").map_err(db_error)?;
     let stmt = db
         .prepare(sql)
@@ -137,7 +150,10 @@ async fn query_one(env: &Env, sql: String, arg: &str) -> Result<Option<TenantRec
 }
 
 /// The tenant behind a tenant token's hash (revoked tokens find nothing).
-pub async fn by_token_hash(env: &Env, hash: &str) -> Result<Option<Rc<TenantRecord>>, GatewayError> {
+pub async fn by_token_hash(
+    env: &Env,
+    hash: &str,
+) -> Result<Option<Rc<TenantRecord>>, GatewayError> {
     let key = format!("h:{hash}");
     let now = now_ms();
     if let Some(hit) = cached(&key, now) {
@@ -191,6 +207,7 @@ pub async fn origin_known(env: &Env, origin: &str) -> Result<bool, GatewayError>
             signing_key_version: 0,
             token_id: None,
             residency: None,
+            touched: std::cell::Cell::new(true),
         })
     });
     let known = marker.is_some();

@@ -216,8 +216,24 @@ def test_config(fake: Fake) -> dict:
     }
 
 
+def run_sql(state_dir: Path, command: str) -> list[dict]:
+    """Run SQL against the local D1 of a running gateway; returns the last statement's rows."""
+    out = subprocess.run(
+        [str(BIN / "wrangler"), "d1", "execute", "DB", "--local", "--persist-to", str(state_dir), "--json", "--command", command],
+        cwd=ROOT,
+        env=wrangler_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    results = json.loads(out.stdout)
+    return results[-1]["results"] if results else []
+
+
 class Gateway:
-    def __init__(self, port: int, log_path: Path, token: str = TENANT_TOKEN):
+    def __init__(self, port: int, log_path: Path, token: str = TENANT_TOKEN, state_dir: Path | None = None):
+        self.state_dir = state_dir
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -228,6 +244,14 @@ class Gateway:
         self.admin = httpx.Client(
             base_url=f"{self.base}/admin", timeout=30, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
         )
+
+    def sql(self, command: str) -> list[dict]:
+        return run_sql(self.state_dir, command)
+
+    def client(self, token: str | None) -> httpx.Client:
+        """A client speaking with another token (or none)."""
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base, timeout=30, headers=headers)
 
     def chat(self, body: dict, headers: dict | None = None) -> httpx.Response:
         return self.http.post("/v1/chat/completions", json=body, headers=headers or {})
@@ -389,7 +413,7 @@ def gateway(fake: Fake, workdir: Path) -> Gateway:
         log_path,
         seed=seed_sql(TENANT, TENANT_TOKEN),
     )
-    yield Gateway(port, log_path)
+    yield Gateway(port, log_path, state_dir=workdir / "state")
     _stop(proc)
 
 

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     NotFound,
     /// The requested model is not a configured route. 404.
     ModelNotFound,
+    /// The resource already exists (an admin create with a taken id). 409.
+    Conflict,
     /// The target cannot honour a parameter of the request. 400.
     UnsupportedParameter,
     /// The upstream said the prompt is too long for the model. 400.
@@ -74,6 +76,7 @@ impl ErrorKind {
             ErrorKind::BudgetExceeded | ErrorKind::RateLimited => 429,
             ErrorKind::NotFound | ErrorKind::ModelNotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UpstreamRateLimited => 429,
             ErrorKind::ConfigInvalid | ErrorKind::SecretMissing | ErrorKind::Internal => 500,
@@ -95,6 +98,7 @@ impl ErrorKind {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::NotFound
             | ErrorKind::ModelNotFound
+            | ErrorKind::Conflict
             | ErrorKind::UnsupportedParameter
             | ErrorKind::ContextLengthExceeded
             | ErrorKind::ContentPolicy
@@ -125,6 +129,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::NotFound => "not_found",
             ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::Conflict => "already_exists",
             ErrorKind::UnsupportedParameter => "unsupported_parameter",
             ErrorKind::ContextLengthExceeded => "context_length_exceeded",
             ErrorKind::ContentPolicy => "content_policy_violation",
@@ -230,6 +235,8 @@ mod tests {
         assert_eq!(ErrorKind::MethodNotAllowed.status(), 405);
         assert_eq!(ErrorKind::ModelNotFound.status(), 404);
         assert_eq!(ErrorKind::ModelNotFound.code(), "model_not_found");
+        assert_eq!(ErrorKind::Conflict.status(), 409);
+        assert_eq!(ErrorKind::Conflict.code(), "already_exists");
         assert_eq!(ErrorKind::UpstreamTimeout.status(), 504);
         assert_eq!(ErrorKind::UpstreamError.status(), 502);
         assert_eq!(ErrorKind::ConfigInvalid.status(), 500);

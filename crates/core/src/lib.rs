@@ -4,6 +4,7 @@
 //! validation, translation, stream re-framing, retry and deadline policy, configuration — is
 //! tested natively with `cargo test`. The edge (the worker crate in `src/`) performs the I/O.
 
+pub mod admin;
 pub mod cache;
 pub mod chat;
 pub mod config;
