@@ -77,7 +77,8 @@ impl Entry {
             return None;
         };
         let n = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_u64);
-        let s = |o: &mut serde_json::Map<String, Value>, k: &str| match o.remove(k) {
+        // `take` rather than `remove`: `BTreeMap::remove` is code the wasm does not need.
+        let s = |o: &mut serde_json::Map<String, Value>, k: &str| match o.get_mut(k).map(Value::take) {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
@@ -100,7 +101,7 @@ impl Entry {
             usage,
             model: s(&mut o, "model")?,
             provider: s(&mut o, "provider")?,
-            completion: o.remove("completion")?,
+            completion: o.get_mut("completion").map(Value::take)?,
         };
         check_storable(&e.completion, true).is_ok().then_some(e)
     }

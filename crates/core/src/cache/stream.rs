@@ -140,9 +140,14 @@ impl StreamAccumulator {
             self.done = true;
             return;
         }
-        let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
+        // Read by reference (`get`, `take`): no `BTreeMap::remove` or consuming iteration,
+        // which would each add their own code to the wasm.
+        let Ok(mut chunk) = serde_json::from_str::<Value>(data) else {
             return self.fail("a chunk is not a JSON object");
         };
+        if !chunk.is_object() {
+            return self.fail("a chunk is not a JSON object");
+        }
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             return self.fail("the stream carried an error");
         }
@@ -153,16 +158,16 @@ impl StreamAccumulator {
             (&mut self.fingerprint, "system_fingerprint"),
         ] {
             if slot.is_none() {
-                *slot = chunk.remove(key).filter(|v| !v.is_null());
+                *slot = chunk.get_mut(key).map(Value::take).filter(|v| !v.is_null());
             }
         }
-        if let Some(u) = chunk.remove("usage").filter(Value::is_object) {
-            self.usage = Some(u);
+        if let Some(u) = chunk.get_mut("usage").filter(|u| u.is_object()) {
+            self.usage = Some(u.take());
         }
-        let Some(Value::Array(choices)) = chunk.remove("choices") else {
+        let Some(Value::Array(choices)) = chunk.get_mut("choices") else {
             return;
         };
-        for c in choices {
+        for c in choices.iter_mut() {
             let Some(i) = c
                 .get("index")
                 .and_then(Value::as_u64)
@@ -184,27 +189,27 @@ impl StreamAccumulator {
 
 impl ChoiceAcc {
     /// Apply one choice of a chunk; the bytes added, or why the stream is unusable.
-    fn apply(&mut self, c: Value) -> Result<usize, &'static str> {
-        let Value::Object(mut c) = c else {
+    fn apply(&mut self, c: &mut Value) -> Result<usize, &'static str> {
+        if !c.is_object() {
             return Err("a choice is not an object");
-        };
+        }
         self.seen = true;
         let mut added = 0;
-        if let Some(Value::Object(delta)) = c.remove("delta") {
+        if let Some(Value::Object(delta)) = c.get("delta") {
             for (k, v) in delta {
                 added += match (k.as_str(), v) {
                     (_, Value::Null) => 0,
                     ("role", Value::String(s)) => {
-                        self.role.get_or_insert(s);
+                        self.role.get_or_insert_with(|| s.clone());
                         0
                     }
-                    ("content", Value::String(s)) => push(&mut self.content, &s),
-                    ("refusal", Value::String(s)) => push(&mut self.refusal, &s),
-                    ("reasoning_content", Value::String(s)) => push(&mut self.reasoning, &s),
+                    ("content", Value::String(s)) => push(&mut self.content, s),
+                    ("refusal", Value::String(s)) => push(&mut self.refusal, s),
+                    ("reasoning_content", Value::String(s)) => push(&mut self.reasoning, s),
                     ("tool_calls", Value::Array(calls)) => {
                         let mut n = 0;
                         for call in calls {
-                            n += self.tool(&call)?;
+                            n += self.tool(call)?;
                         }
                         n
                     }
@@ -212,16 +217,16 @@ impl ChoiceAcc {
                 };
             }
         }
-        if let Some(Value::Object(mut lp)) = c.remove("logprobs") {
+        if let Some(lp) = c.get_mut("logprobs").filter(|l| l.is_object()) {
             for (slot, k) in self.logprobs.iter_mut().zip(["content", "refusal"]) {
-                if let Some(Value::Array(items)) = lp.remove(k) {
+                if let Some(Value::Array(items)) = lp.get_mut(k) {
                     added += items.len() * 64;
-                    slot.get_or_insert_with(Vec::new).extend(items);
+                    slot.get_or_insert_with(Vec::new).append(items);
                 }
             }
         }
-        if let Some(Value::String(f)) = c.remove("finish_reason") {
-            self.finish.get_or_insert(f);
+        if let Some(f) = c.get("finish_reason").and_then(Value::as_str) {
+            self.finish.get_or_insert_with(|| f.to_string());
         }
         Ok(added)
     }
