@@ -6,10 +6,10 @@
 //! through `worker::KvStore`, whose option and list types each instantiate a
 //! `serde_wasm_bindgen` (de)serializer: this keeps the wasm small.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
-use futures_channel::oneshot;
 use serde_json::Value;
 use switchyard_core::cache::{CacheDecision, Coalescer, Entry, Role, Ticket};
 use switchyard_core::usage::Usage;
@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{console_error, Env};
+use worker::{console_error, Delay, Env};
 
 use crate::platform::now_ms;
 
@@ -129,8 +129,14 @@ pub async fn delete_prefix(env: &Env, prefix: &str) -> Result<u64, &'static str>
 // ---------------------------------------------------------------------------------------------
 // Coalescing identical concurrent misses
 
-/// What wakes a follower: the stored entry's bytes, or `None` (the leader has nothing to share).
-type Waiter = oneshot::Sender<Option<Rc<Vec<u8>>>>;
+/// Where a leader leaves a follower its result: the stored entry's bytes, or `None` (nothing to
+/// share). Followers poll it on their own timer rather than being woken through a channel:
+/// waking another request's task from this one would run it in this request's I/O context,
+/// which the Workers runtime refuses ("Cannot perform I/O on behalf of a different request").
+type Waiter = Rc<Cell<Option<Option<Rc<Vec<u8>>>>>>;
+
+/// How often a follower looks for its leader's result.
+const POLL_MS: u64 = 20;
 
 /// How long a leader may hold a key before a later request takes over. Leaders release their
 /// key on every path (a drop guard), and every request ends by its total deadline, so this
@@ -152,7 +158,7 @@ impl Lead {
     fn share(&mut self, value: Option<Rc<Vec<u8>>>) {
         if let Some(t) = self.ticket.take() {
             for w in FLIGHTS.with(|f| f.borrow_mut().finish(&self.key, t)) {
-                let _ = w.send(value.clone());
+                w.set(Some(value.clone()));
             }
         }
     }
@@ -166,29 +172,38 @@ impl Drop for Lead {
 
 pub enum Flight {
     Leader(Lead),
-    Follower(oneshot::Receiver<Option<Rc<Vec<u8>>>>),
+    Follower(Waiter),
     /// Too many keys or waiters in flight: go upstream uncoalesced.
     Alone,
 }
 
 /// Join the flight for `key` (only after a KV miss, when the answer will be stored).
 pub fn join(key: &str) -> Flight {
-    let (tx, rx) = oneshot::channel();
-    match FLIGHTS.with(|f| f.borrow_mut().join(key, now_ms(), tx)) {
+    let slot = Waiter::default();
+    match FLIGHTS.with(|f| f.borrow_mut().join(key, now_ms(), slot.clone())) {
         Role::Leader(t) => Flight::Leader(Lead {
             key: key.to_string(),
             ticket: Some(t),
         }),
-        Role::Follower => Flight::Follower(rx),
+        Role::Follower => Flight::Follower(slot),
         Role::Alone => Flight::Alone,
     }
 }
 
 /// A follower waits for its leader's entry, at most `wait_ms`. `None`: the leader failed, its
-/// answer was not storable, or the wait ran out — go upstream alone, as a miss.
-pub async fn follow(rx: oneshot::Receiver<Option<Rc<Vec<u8>>>>, wait_ms: u64) -> Option<Entry> {
-    let bytes = crate::upstream::within(wait_ms, rx).await?.ok()??;
-    Entry::decode(&bytes)
+/// answer was not storable, its key was taken over (the slot was dropped), or the wait ran
+/// out — go upstream alone, as a miss.
+pub async fn follow(slot: Waiter, wait_ms: u64) -> Option<Entry> {
+    let until = now_ms() + wait_ms;
+    loop {
+        if let Some(result) = slot.take() {
+            return Entry::decode(&result?);
+        }
+        if Rc::strong_count(&slot) == 1 || now_ms() >= until {
+            return None;
+        }
+        Delay::from(Duration::from_millis(POLL_MS)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
