@@ -255,10 +255,17 @@ async fn chat(
         header(cache::HEADER_TTL).as_deref(),
         header(cache::HEADER_NAMESPACE).as_deref(),
     )?;
-    let decision = cache::decide(&route.cache, &route.model, &chat, &cache_headers, &caller.tenant.id);
+    let decision = cache::decide(
+        &route.cache,
+        &route.model,
+        &chat,
+        &cache_headers,
+        &caller.tenant.id,
+    );
     let cache_status = decision.upstream_status();
     log.cache = Some(cache_status.as_str());
-    let deadlines = switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines);
+    let deadlines =
+        switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines);
     let hold_ms = deadlines.total_ms + 60_000;
     let (mut fresh, mut stale) = (None, None);
     if decision.read {
@@ -280,8 +287,14 @@ async fn chat(
     };
     let admission = tenants::admit(env, admit_as, request_id, reserve, hold_ms).await?;
     if let Some(entry) = fresh {
-        let hit = Served { entry, status: CacheStatus::Hit, attempts: String::new() };
-        return Ok(serve_cached(ctx, env, caller, admission, hit, &chat, started, request_id, log));
+        let hit = Served {
+            entry,
+            status: CacheStatus::Hit,
+            attempts: String::new(),
+        };
+        return Ok(serve_cached(
+            ctx, env, caller, admission, hit, &chat, started, request_id, log,
+        ));
     }
 
     // Identical concurrent misses in this isolate: one leads, the others wait for its entry.
@@ -295,8 +308,14 @@ async fn chat(
                     until = until.min(started + deadlines.first_token_ms);
                 }
                 if let Some(entry) = kv_cache::follow(rx, until.saturating_sub(now_ms())).await {
-                    let hit = Served { entry, status: CacheStatus::Hit, attempts: String::new() };
-                    return Ok(serve_cached(ctx, env, caller, admission, hit, &chat, started, request_id, log));
+                    let hit = Served {
+                        entry,
+                        status: CacheStatus::Hit,
+                        attempts: String::new(),
+                    };
+                    return Ok(serve_cached(
+                        ctx, env, caller, admission, hit, &chat, started, request_id, log,
+                    ));
                 }
             }
             Flight::Alone => {}
@@ -325,8 +344,14 @@ async fn chat(
             log.error_code = Some(failed.error.kind.code());
             if let Some(entry) = stale {
                 // Every attempt failed: the entry inside its stale-if-error window answers.
-                let served = Served { entry, status: CacheStatus::Stale, attempts: attempts_value };
-                return Ok(serve_cached(ctx, env, caller, admission, served, &chat, started, request_id, log));
+                let served = Served {
+                    entry,
+                    status: CacheStatus::Stale,
+                    attempts: attempts_value,
+                };
+                return Ok(serve_cached(
+                    ctx, env, caller, admission, served, &chat, started, request_id, log,
+                ));
             }
             let mut resp = error_response(&failed.error);
             let h = resp.headers_mut();
@@ -356,9 +381,12 @@ async fn chat(
                 .model
                 .clone()
                 .unwrap_or_else(|| outcome.target_model.clone());
-            let store = writer.map(|w| (w, answered_model.clone(), answer.usage, answer.body.clone()));
+            let store =
+                writer.map(|w| (w, answered_model.clone(), answer.usage, answer.body.clone()));
             let resp = json_bytes(200, answer.body);
-            let _ = resp.headers().set(cache::HEADER_STATUS, cache_status.as_str());
+            let _ = resp
+                .headers()
+                .set(cache::HEADER_STATUS, cache_status.as_str());
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -399,7 +427,9 @@ async fn chat(
                 writer.as_ref().map(|_| StreamAccumulator::new()),
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
-            let _ = resp.headers().set(cache::HEADER_STATUS, cache_status.as_str());
+            let _ = resp
+                .headers()
+                .set(cache::HEADER_STATUS, cache_status.as_str());
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -452,7 +482,10 @@ fn rate_only(caller: &Caller) -> Caller {
         c.cap = None;
         c
     });
-    Caller { tenant: Rc::new(tenant), end_user }
+    Caller {
+        tenant: Rc::new(tenant),
+        end_user,
+    }
 }
 
 /// Answer from a cache entry: the stored completion, or its replay as a stream; the ledger row
@@ -469,10 +502,17 @@ fn serve_cached(
     request_id: &str,
     log: &mut LogLine,
 ) -> Handled {
-    let Served { entry, status, attempts } = served;
+    let Served {
+        entry,
+        status,
+        attempts,
+    } = served;
     let now = now_ms();
     let (body, content_type) = if chat.stream {
-        (entry.replay(chat.include_usage), "text/event-stream; charset=utf-8")
+        (
+            entry.replay(chat.include_usage),
+            "text/event-stream; charset=utf-8",
+        )
     } else {
         (entry.body(), "application/json")
     };
@@ -482,7 +522,14 @@ fn serve_cached(
     let _ = h.set(cache::HEADER_STATUS, status.as_str());
     let _ = h.set(cache::HEADER_AGE, &entry.age_s(now).to_string());
     let _ = h.set("x-switchyard-cost-usd", &format_usd(0));
-    set_answer_headers(&resp, &chat.model, &entry.provider, &entry.model, &attempts, &[]);
+    set_answer_headers(
+        &resp,
+        &chat.model,
+        &entry.provider,
+        &entry.model,
+        &attempts,
+        &[],
+    );
     log.cache = Some(status.as_str());
     log.provider = Some(entry.provider.clone());
     log.upstream_model = Some(entry.model.clone());
@@ -520,7 +567,8 @@ fn settle_later(
     ctx.wait_until(async move {
         if let Some((w, model, usage, body)) = store {
             let completion = serde_json::from_slice(&body).map_err(|_| "the answer is not JSON");
-            w.store(&env, &s.request_id, &s.provider, &model, usage, completion).await;
+            w.store(&env, &s.request_id, &s.provider, &model, usage, completion)
+                .await;
         }
         tenants::settle(&env, &caller, &admission, s).await
     });

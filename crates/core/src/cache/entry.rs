@@ -78,10 +78,11 @@ impl Entry {
         };
         let n = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_u64);
         // `take` rather than `remove`: `BTreeMap::remove` is code the wasm does not need.
-        let s = |o: &mut serde_json::Map<String, Value>, k: &str| match o.get_mut(k).map(Value::take) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
+        let s =
+            |o: &mut serde_json::Map<String, Value>, k: &str| match o.get_mut(k).map(Value::take) {
+                Some(Value::String(s)) => Some(s),
+                _ => None,
+            };
         if n(&o, "v") != Some(u64::from(ENTRY_VERSION)) {
             return None;
         }

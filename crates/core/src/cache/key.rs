@@ -133,7 +133,10 @@ impl Hasher {
             if top && (v.is_null() || EXCLUDED_FIELDS.contains(&k.as_str())) {
                 continue;
             }
-            let at = fields.iter().rposition(|(x, _)| *x <= k).map_or(0, |p| p + 1);
+            let at = fields
+                .iter()
+                .rposition(|(x, _)| *x <= k)
+                .map_or(0, |p| p + 1);
             fields.insert(at, (k, v));
         }
         self.put(b"{");

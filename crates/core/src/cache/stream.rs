@@ -284,18 +284,32 @@ impl ChoiceAcc {
             o.extend_from_slice(b"{\"id\":");
             json_str(o, &t.id);
             o.extend_from_slice(b",\"type\":");
-            json_str(o, if t.kind.is_empty() { "function" } else { &t.kind });
+            json_str(
+                o,
+                if t.kind.is_empty() {
+                    "function"
+                } else {
+                    &t.kind
+                },
+            );
             o.extend_from_slice(b",\"function\":{\"name\":");
             json_str(o, &t.name);
             o.extend_from_slice(b",\"arguments\":");
             json_str(o, &t.arguments);
-            o.extend_from_slice(if i + 1 == self.tools.len() { b"}}]" } else { b"}}" });
+            o.extend_from_slice(if i + 1 == self.tools.len() {
+                b"}}]"
+            } else {
+                b"}}"
+            });
         }
         o.extend_from_slice(b"},\"logprobs\":");
         if self.logprobs.iter().all(Option::is_none) {
             o.extend_from_slice(b"null");
         } else {
-            for (k, items) in ["{\"content\":", ",\"refusal\":"].iter().zip(&self.logprobs) {
+            for (k, items) in ["{\"content\":", ",\"refusal\":"]
+                .iter()
+                .zip(&self.logprobs)
+            {
                 o.extend_from_slice(k.as_bytes());
                 match items {
                     None => o.extend_from_slice(b"null"),
@@ -422,7 +436,9 @@ pub fn replay_sse(completion: &Value, include_usage: bool) -> Vec<u8> {
                 "reasoning_content",
                 "tool_calls",
             ];
-            if !known.contains(&k.as_str()) && !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())
+            if !known.contains(&k.as_str())
+                && !v.is_null()
+                && v.as_array().is_none_or(|a| !a.is_empty())
             {
                 d.push(b',');
                 json_str(&mut d, k);
