@@ -30,9 +30,7 @@ pub fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::tenancy::hex;
 
 /// The scope segment for a tenant: `t:{tenant}`, or `h:{hash}` for ids that are not names.
 fn tenant_scope(tenant: &str) -> String {
