@@ -286,6 +286,22 @@ async fn chat(
         None => (&caller, worst_case(&config, route, &chat, body_len)),
     };
     let admission = tenants::admit(env, admit_as, request_id, reserve, hold_ms).await?;
+
+    // Identical concurrent misses in this isolate: one leads, the others wait for its entry.
+    let mut lead = None;
+    if fresh.is_none() && decision.read && decision.write {
+        match kv_cache::join(&decision.key) {
+            Flight::Leader(l) => lead = Some(l),
+            Flight::Follower(slot) => {
+                let mut until = started + deadlines.total_ms;
+                if chat.stream {
+                    until = until.min(started + deadlines.first_token_ms);
+                }
+                fresh = kv_cache::follow(slot, until.saturating_sub(now_ms())).await;
+            }
+            Flight::Alone => {}
+        }
+    }
     if let Some(entry) = fresh {
         let hit = Served {
             entry,
@@ -295,31 +311,6 @@ async fn chat(
         return Ok(serve_cached(
             ctx, env, caller, admission, hit, &chat, started, request_id, log,
         ));
-    }
-
-    // Identical concurrent misses in this isolate: one leads, the others wait for its entry.
-    let mut lead = None;
-    if decision.read && decision.write {
-        match kv_cache::join(&decision.key) {
-            Flight::Leader(l) => lead = Some(l),
-            Flight::Follower(rx) => {
-                let mut until = started + deadlines.total_ms;
-                if chat.stream {
-                    until = until.min(started + deadlines.first_token_ms);
-                }
-                if let Some(entry) = kv_cache::follow(rx, until.saturating_sub(now_ms())).await {
-                    let hit = Served {
-                        entry,
-                        status: CacheStatus::Hit,
-                        attempts: String::new(),
-                    };
-                    return Ok(serve_cached(
-                        ctx, env, caller, admission, hit, &chat, started, request_id, log,
-                    ));
-                }
-            }
-            Flight::Alone => {}
-        }
     }
     let writer = decision.write.then(|| Writer { decision, lead });
 
