@@ -512,7 +512,7 @@ fn serve_cached(
     let _ = h.set("content-type", content_type);
     let _ = h.set(cache::HEADER_STATUS, status.as_str());
     let _ = h.set(cache::HEADER_AGE, &entry.age_s(now).to_string());
-    let _ = h.set("x-switchyard-cost-usd", &format_usd(0));
+    let _ = h.set("x-switchyard-cost-usd", "0.0");
     set_answer_headers(
         &resp,
         &chat.model,
@@ -524,7 +524,7 @@ fn serve_cached(
     log.cache = Some(status.as_str());
     log.provider = Some(entry.provider.clone());
     log.upstream_model = Some(entry.model.clone());
-    log.cost_usd = Some(format_usd(0));
+    log.cost_usd = Some("0.0".into());
     log.ttfb_ms = Some(now - started);
     let settlement = Settlement {
         request_id: request_id.to_string(),
