@@ -216,6 +216,11 @@ def test_config(fake: Fake) -> dict:
                 "cache": {"enabled": True, "ttl_s": 1, "stale_if_error_s": 600},
             },
             {
+                "model": "cached-tools",
+                "targets": [{"provider": "cache1", "model": "c-1"}],
+                "cache": {"enabled": True, "cache_tool_calls": True},
+            },
+            {
                 "model": "cached-shared",
                 "targets": [{"provider": "cache1", "model": "c-1"}],
                 "cache": {"enabled": True, "shared_namespace": "e2e-shared"},

@@ -305,6 +305,24 @@ def test_errors_truncated_streams_and_tool_calls_are_not_cached(gateway, fake):
     assert len(fake.requests(id=f"{tag}-t")) == 2
 
 
+def test_tool_calls_are_cached_where_the_route_opts_in(gateway, fake):
+    tag = uid()
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    body = req(f"weather [[fake:tool_call,id={tag}]]", route="cached-tools", tools=tools)
+    first = gateway.stream(body)
+    assert first.headers[STATUS] == "MISS" and first.done
+    hit = until_hit(lambda: gateway.chat(body))
+    call = hit.json()["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"location":"Paris"}'}
+    assert hit.json()["choices"][0]["finish_reason"] == "tool_calls"
+    replay = gateway.stream(body)
+    assert replay.headers[STATUS] == "HIT" and replay.done
+    deltas = [c["choices"][0]["delta"] for c in replay.chunks() if c["choices"]]
+    args = "".join(d["tool_calls"][0]["function"].get("arguments", "") for d in deltas if d.get("tool_calls"))
+    assert args == '{"location":"Paris"}'
+    assert len(fake.requests(id=tag)) == 1
+
+
 # --- stale-if-error --------------------------------------------------------------------------
 
 
