@@ -97,9 +97,13 @@ pub async fn delete(env: &Env, key: &str) -> bool {
     }
 }
 
-/// Delete every key under `prefix` (KV lists 1000 keys a page; the cursor is followed).
-/// Returns how many keys were deleted, or `Err` once KV fails.
-pub async fn delete_prefix(env: &Env, prefix: &str) -> Result<u64, &'static str> {
+/// KV operations one purge call performs at most: Workers allow about 1000 per invocation.
+pub const PURGE_BATCH: u64 = 900;
+
+/// Delete the keys under `prefix` (KV lists 1000 keys a page; the cursor is followed), at most
+/// [`PURGE_BATCH`] of them. Returns how many were deleted and whether none is left, or `Err`
+/// once KV fails.
+pub async fn delete_prefix(env: &Env, prefix: &str) -> Result<(u64, bool), &'static str> {
     let kv = kv(env).ok_or("the CACHE binding is missing")?;
     let mut cursor = JsValue::UNDEFINED;
     let mut deleted = 0;
@@ -112,6 +116,9 @@ pub async fn delete_prefix(env: &Env, prefix: &str) -> Result<u64, &'static str>
             .await
             .map_err(|_| "listing the cache failed")?;
         for k in Array::from(&field(&page, "keys")).iter() {
+            if deleted == PURGE_BATCH {
+                return Ok((deleted, false));
+            }
             if let Some(name) = field(&k, "name").as_string() {
                 call(kv.delete(&name))
                     .await
@@ -121,7 +128,7 @@ pub async fn delete_prefix(env: &Env, prefix: &str) -> Result<u64, &'static str>
         }
         cursor = field(&page, "cursor");
         if field(&page, "list_complete").as_bool() != Some(false) || !cursor.is_string() {
-            return Ok(deleted);
+            return Ok((deleted, true));
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Admin routes: purging the response cache (docs/CACHE.md#purging).
 //!
 //! - `DELETE /admin/cache/tenants/{tenant}`: every entry of a tenant (its per-request
-//!   namespaces included), by listing the tenant's key prefix.
+//!   namespaces included), by listing the tenant's key prefix; at most `PURGE_BATCH` keys a
+//!   call (`"complete": false` says to call again).
 //! - `DELETE /admin/cache/shared/{name}`: every entry of a route's `shared_namespace`.
 //! - `DELETE /admin/cache/keys/{key}`: one entry, by its KV key.
 //!
@@ -79,11 +80,12 @@ async fn purge(admin: &AdminCtx<'_>, what: &str, arg: &str) -> Result<Response, 
         "tenants" => tenant_prefix(arg),
         _ => shared_prefix(arg),
     };
-    let deleted = kv_cache::delete_prefix(env, &prefix)
+    let (deleted, complete) = kv_cache::delete_prefix(env, &prefix)
         .await
         .map_err(unavailable)?;
     Ok(json_bytes(
         200,
-        format!(r#"{{"deleted":{deleted},"prefix":"{prefix}"}}"#).into_bytes(),
+        format!(r#"{{"deleted":{deleted},"complete":{complete},"prefix":"{prefix}"}}"#)
+            .into_bytes(),
     ))
 }

@@ -393,6 +393,7 @@ def test_purge_a_tenant_and_one_key(gateway):
     r = gateway.admin.delete("/cache/tenants/test")
     assert r.status_code == 200, r.text
     assert r.json()["deleted"] >= 2 and r.json()["prefix"] == "c1:t:test:"
+    assert r.json()["complete"] is True
     assert gateway.chat(a).headers[STATUS] == "MISS"
     c = req(f"purge c {uid()}")
     gateway.chat(c)
