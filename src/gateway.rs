@@ -6,23 +6,33 @@
 //! 4. authenticate — tenant token or end-user token (`401`); origin and tenant state (`403`)
 //! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field)
 //! 6. route — the public model name to its route (`404 model_not_found`); allowed? (`403`)
-//! 7. admit — budgets and rate limits (`429`); far from every cap this is no round trip
-//! 8. attempt loop — plan the targets' order (strategy, tier, residency, health snapshot), then
-//!    translate, fetch with deadlines, classify, retry or fail over ([`attempts`])
-//! 9. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered and cost
-//! 10. after the response (`ctx.wait_until`) — ledger row, gate settlement, alerts; outcomes to
-//!     the targets' circuit breakers when due; and one JSON log line per request (for streams,
-//!     when the stream ends)
+//! 7. cache read — the cache headers (`400` naming one), the route's policy → read KV; a fresh
+//!    entry answers now (`HIT`; admitted against request-rate limits only, no budget)
+//! 8. admit — budgets and rate limits (`429`); far from every cap this is no round trip; then
+//!    identical concurrent misses coalesce: one leads, the others wait for its entry (`HIT`)
+//! 9. attempt loop — plan the targets' order (strategy, tier, residency, health snapshot), then
+//!    translate, fetch with deadlines, classify, retry or fail over ([`attempts`]); if it fails
+//!    while a stale entry is held, that entry answers (`STALE`)
+//! 10. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered, cost
+//!     and cache status (`MISS`/`BYPASS`); a stream is accumulated for the cache as it is sent
+//! 11. after the response (`ctx.wait_until`) — cache write (and wake the coalesced followers);
+//!     ledger row, gate settlement, alerts; outcomes to the targets' circuit breakers when due;
+//!     and one JSON log line per request (for streams, when the stream ends)
+
+use std::rc::Rc;
 
 use futures_channel::oneshot;
+use switchyard_core::cache::{self, CacheHeaders, CacheStatus, Entry, Lookup, StreamAccumulator};
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ModelConfig, RouteConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::{attempts_header, rfc3339, AttemptRecord, LogLine};
 use switchyard_core::tenancy::{cost_nanos, format_usd, worst_case_nanos};
+use switchyard_core::usage::Usage;
 use worker::{console_log, Context, Env, Headers, Method, Request, Response};
 
 use crate::attempts::{self, Answer};
+use crate::cache::{self as kv_cache, Flight, Writer};
 use crate::http::{error_response, json_bytes, json_value, read_body, sane_request_id};
 use crate::platform::{self, hex, now_ms, random_bytes};
 use crate::relay::{self, StreamEnd};
@@ -127,7 +137,8 @@ fn method_not_allowed(allowed: &str) -> GatewayError {
 
 const EXPOSED: &str =
     "x-request-id, x-switchyard-route, x-switchyard-provider, x-switchyard-model, \
-     x-switchyard-attempts, x-switchyard-cost-usd, x-switchyard-warnings, retry-after";
+     x-switchyard-attempts, x-switchyard-cost-usd, x-switchyard-warnings, x-switchyard-cache, age, \
+     retry-after";
 
 fn cors_headers(h: &Headers, origin: &str) {
     let _ = h.set("access-control-allow-origin", origin);
@@ -239,16 +250,71 @@ async fn chat(
     };
     tenants::check_model(&caller, &route.model)?;
 
-    let total_ms =
-        switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines).total_ms;
-    let admission = tenants::admit(
-        env,
-        &caller,
-        request_id,
-        worst_case(&config, route, &chat, body_len),
-        total_ms + 60_000,
-    )
-    .await?;
+    // The cache (docs/CACHE.md): decide, then read; a fresh entry answers now.
+    let header = |n: &str| req.headers().get(n).ok().flatten();
+    let cache_headers = CacheHeaders::parse(
+        header("cache-control").as_deref(),
+        header(cache::HEADER_TTL).as_deref(),
+        header(cache::HEADER_NAMESPACE).as_deref(),
+    )?;
+    let decision = cache::decide(
+        &route.cache,
+        &route.model,
+        &chat,
+        &cache_headers,
+        &caller.tenant.id,
+    );
+    let cache_status = decision.upstream_status();
+    log.cache = Some(cache_status.as_str());
+    let deadlines =
+        switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines);
+    let hold_ms = deadlines.total_ms + 60_000;
+    let (mut fresh, mut stale) = (None, None);
+    if decision.read {
+        match decision.lookup(kv_cache::get(env, &decision.key).await.as_deref(), now_ms()) {
+            Lookup::Hit(entry) => fresh = Some(entry),
+            Lookup::Stale(entry) => stale = Some(entry),
+            Lookup::Miss => {}
+        }
+    }
+
+    // A hit spends nothing: only the request-rate limits apply to it.
+    let rates;
+    let (admit_as, reserve) = match fresh {
+        Some(_) => {
+            rates = rate_only(&caller);
+            (&rates, 0)
+        }
+        None => (&caller, worst_case(&config, route, &chat, body_len)),
+    };
+    let admission = tenants::admit(env, admit_as, request_id, reserve, hold_ms).await?;
+
+    // Identical concurrent misses in this isolate: one leads, the others wait for its entry.
+    let mut lead = None;
+    if fresh.is_none() && decision.read && decision.write {
+        match kv_cache::join(&decision.key) {
+            Flight::Leader(l) => lead = Some(l),
+            Flight::Follower(slot) => {
+                let mut until = started + deadlines.total_ms;
+                if chat.stream {
+                    until = until.min(started + deadlines.first_token_ms);
+                }
+                fresh = kv_cache::follow(slot, until.saturating_sub(now_ms())).await;
+            }
+            Flight::Alone => {}
+        }
+    }
+    if let Some(entry) = fresh {
+        let hit = Served {
+            entry,
+            status: CacheStatus::Hit,
+            attempts: String::new(),
+        };
+        return Ok(serve_cached(
+            ctx, env, caller, admission, hit, &chat, started, request_id, log,
+        ));
+    }
+    let writer = decision.write.then(|| Writer { decision, lead });
 
     let mut tried: Vec<AttemptRecord> = Vec::new();
     let residency = caller.tenant.residency.as_deref();
@@ -272,13 +338,24 @@ async fn chat(
                 log.provider = Some(last.provider.clone());
                 log.upstream_model = Some(last.model.clone());
             }
-            let mut resp = error_response(&failed.error);
-            let _ = resp
-                .headers_mut()
-                .set("x-switchyard-attempts", &attempts_value);
             log.error_code = Some(failed.error.kind.code());
+            if let Some(entry) = stale {
+                // Every attempt failed: the entry inside its stale-if-error window answers.
+                let served = Served {
+                    entry,
+                    status: CacheStatus::Stale,
+                    attempts: attempts_value,
+                };
+                return Ok(serve_cached(
+                    ctx, env, caller, admission, served, &chat, started, request_id, log,
+                ));
+            }
+            let mut resp = error_response(&failed.error);
+            let h = resp.headers_mut();
+            let _ = h.set("x-switchyard-attempts", &attempts_value);
+            let _ = h.set(cache::HEADER_STATUS, cache_status.as_str());
             // Nothing was answered: release the reservation, write no ledger row.
-            settle_later(ctx, env, caller, admission, settlement);
+            settle_later(ctx, env, caller, admission, settlement, None);
             return Ok(Handled::Done(resp));
         }
     };
@@ -301,7 +378,12 @@ async fn chat(
                 .model
                 .clone()
                 .unwrap_or_else(|| outcome.target_model.clone());
+            let store =
+                writer.map(|w| (w, answered_model.clone(), answer.usage, answer.body.clone()));
             let resp = json_bytes(200, answer.body);
+            let _ = resp
+                .headers()
+                .set(cache::HEADER_STATUS, cache_status.as_str());
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -318,7 +400,7 @@ async fn chat(
             settlement.cost_nanos = cost;
             settlement.answered = true;
             settlement.latency_ms = now_ms() - started;
-            settle_later(ctx, env, caller, admission, settlement);
+            settle_later(ctx, env, caller, admission, settlement, store);
             Handled::Done(resp)
         }
         Answer::Stream(start) => {
@@ -339,8 +421,12 @@ async fn chat(
                 std::mem::take(log),
                 tx,
                 model_prices,
+                writer.as_ref().map(|_| StreamAccumulator::new()),
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
+            let _ = resp
+                .headers()
+                .set(cache::HEADER_STATUS, cache_status.as_str());
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -350,10 +436,16 @@ async fn chat(
                 &outcome.warnings,
             );
             let env = env.clone();
+            let id = request_id.to_string();
             ctx.wait_until(async move {
                 // The relay reports how the stream ended (or the sender is dropped if the
-                // runtime cancels it); either way the reservation is released.
-                if let Ok(end) = rx.await {
+                // runtime cancels it); either way the reservation is released (and a coalesced
+                // flight released by dropping the writer).
+                if let Ok(mut end) = rx.await {
+                    if let (Some(w), Some(completion)) = (writer, end.completion.take()) {
+                        let (p, m) = (&settlement.provider, &answered_model);
+                        w.store(&env, &id, p, m, end.usage, completion).await;
+                    }
                     settlement.usage = end.usage.unwrap_or_default();
                     settlement.cost_nanos = end.cost_nanos;
                     settlement.answered = true;
@@ -367,9 +459,116 @@ async fn chat(
     Ok(resp)
 }
 
-fn settle_later(ctx: &Context, env: &Env, caller: Caller, admission: Admission, s: Settlement) {
+/// An answer from the cache: a fresh entry (`HIT`, also a coalesced follower's) or, when every
+/// attempt failed, one inside its stale-if-error window (`STALE`).
+struct Served {
+    entry: Entry,
+    status: CacheStatus,
+    /// `x-switchyard-attempts` (the failed attempts of a `STALE` answer; empty on a hit).
+    attempts: String,
+}
+
+/// The caller's limits as they apply to a cache hit: request rates only. A hit costs nothing
+/// and uses no provider tokens, so budgets, end-user caps and token rates do not apply.
+fn rate_only(caller: &Caller) -> Caller {
+    let mut tenant = (*caller.tenant).clone();
+    tenant.limits.budgets.clear();
+    tenant.limits.tpm = None;
+    tenant.limits.user_tpm = None;
+    let end_user = caller.end_user.clone().map(|mut c| {
+        c.cap = None;
+        c
+    });
+    Caller {
+        tenant: Rc::new(tenant),
+        end_user,
+    }
+}
+
+/// Answer from a cache entry: the stored completion, or its replay as a stream; the ledger row
+/// marks a cache hit at zero cost (and zero provider tokens).
+#[allow(clippy::too_many_arguments)]
+fn serve_cached(
+    ctx: &Context,
+    env: &Env,
+    caller: Caller,
+    admission: Admission,
+    served: Served,
+    chat: &ChatRequest,
+    started: u64,
+    request_id: &str,
+    log: &mut LogLine,
+) -> Handled {
+    let Served {
+        entry,
+        status,
+        attempts,
+    } = served;
+    let now = now_ms();
+    let (body, content_type) = if chat.stream {
+        (
+            entry.replay(chat.include_usage),
+            "text/event-stream; charset=utf-8",
+        )
+    } else {
+        (entry.body(), "application/json")
+    };
+    let resp = json_bytes(200, body);
+    let h = resp.headers();
+    let _ = h.set("content-type", content_type);
+    let _ = h.set(cache::HEADER_STATUS, status.as_str());
+    let _ = h.set(cache::HEADER_AGE, &entry.age_s(now).to_string());
+    let _ = h.set("x-switchyard-cost-usd", "0.0");
+    set_answer_headers(
+        &resp,
+        &chat.model,
+        &entry.provider,
+        &entry.model,
+        &attempts,
+        &[],
+    );
+    log.cache = Some(status.as_str());
+    log.provider = Some(entry.provider.clone());
+    log.upstream_model = Some(entry.model.clone());
+    log.cost_usd = Some("0.0".into());
+    log.ttfb_ms = Some(now - started);
+    let settlement = Settlement {
+        request_id: request_id.to_string(),
+        route: chat.model.clone(),
+        provider: entry.provider,
+        model: entry.model,
+        cost_nanos: Some(0),
+        cache_hit: true,
+        latency_ms: now - started,
+        answered: true,
+        ..Default::default()
+    };
+    settle_later(ctx, env, caller, admission, settlement, None);
+    Handled::Done(resp)
+}
+
+/// A plain answer for the cache: its writer, the model that answered, its usage and its body.
+type Store = (Writer, String, Option<Usage>, Vec<u8>);
+
+/// After the response: store a plain answer in the cache (waking coalesced followers), then
+/// settle. One future type for every non-stream path keeps the wasm small.
+fn settle_later(
+    ctx: &Context,
+    env: &Env,
+    caller: Caller,
+    admission: Admission,
+    s: Settlement,
+    store: Option<Store>,
+) {
     let env = env.clone();
-    ctx.wait_until(async move { tenants::settle(&env, &caller, &admission, s).await });
+    ctx.wait_until(async move {
+        if let Some((w, model, usage, body)) = store {
+            let completion = serde_json::from_slice(&body).map_err(|_| "the answer is not JSON");
+            w.store(&env, &s.request_id, &s.provider, &model, usage, completion)
+                .await;
+        }
+        tenants::settle(&env, &caller, &admission, s).await
+    });
 }
 
 fn set_answer_headers(

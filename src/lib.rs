@@ -5,6 +5,7 @@
 
 mod admin;
 mod attempts;
+mod cache;
 mod gateway;
 mod health;
 mod http;

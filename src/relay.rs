@@ -3,6 +3,8 @@
 
 use futures_channel::oneshot;
 use futures_util::stream;
+use serde_json::Value;
+use switchyard_core::cache::StreamAccumulator;
 use switchyard_core::config::ModelConfig;
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::LogLine;
@@ -29,14 +31,19 @@ struct Relay {
     /// Told how the stream ended, for settlement.
     end: Option<oneshot::Sender<StreamEnd>>,
     prices: Option<ModelConfig>,
+    /// Fed every byte sent to the caller when the answer is to be cached.
+    acc: Option<StreamAccumulator>,
 }
 
-/// How a stream ended: what settlement needs.
-#[derive(Debug, Clone)]
+/// How a stream ended: what settlement (and the cache writer) needs.
+#[derive(Debug)]
 pub struct StreamEnd {
     pub usage: Option<Usage>,
     pub cost_nanos: Option<u64>,
     pub latency_ms: u64,
+    /// When accumulating: the answer as a `chat.completion` if the stream ended cleanly, else
+    /// why it may not be cached (broken, cut, the caller left).
+    pub completion: Option<Result<Value, &'static str>>,
 }
 
 impl Relay {
@@ -136,11 +143,17 @@ impl Relay {
             let usage = t.usage();
             let cost = usage.and_then(|u| cost_nanos(&u, self.prices.as_ref()));
             log.cost_usd = cost.map(format_usd);
+            let clean = !client_closed && !log.stream_broken;
+            let completion = self.acc.take().map(|acc| match clean {
+                true => acc.finish(),
+                false => Err("the stream did not end cleanly"),
+            });
             if let Some(end) = self.end.take() {
                 let _ = end.send(StreamEnd {
                     usage,
                     cost_nanos: cost,
                     latency_ms: log.latency_ms,
+                    completion,
                 });
             }
             console_log!("{}", log.to_json());
@@ -158,7 +171,8 @@ impl Drop for Relay {
     }
 }
 
-/// Build the streaming response. The log line is printed when the stream ends.
+/// Build the streaming response. The log line is printed when the stream ends. With `acc`, every
+/// byte sent is accumulated and the completion handed over in [`StreamEnd`].
 #[allow(clippy::too_many_arguments)]
 pub fn stream_response(
     mut start: StreamStart,
@@ -169,6 +183,7 @@ pub fn stream_response(
     log: LogLine,
     end: oneshot::Sender<StreamEnd>,
     prices: Option<ModelConfig>,
+    acc: Option<StreamAccumulator>,
 ) -> worker::Result<Response> {
     let pending = Some(std::mem::take(&mut start.buffered));
     let relay = Relay {
@@ -182,12 +197,14 @@ pub fn stream_response(
         log: Some(log),
         end: Some(end),
         prices,
+        acc,
     };
     let body = stream::unfold(relay, |mut relay| async move {
-        relay
-            .step()
-            .await
-            .map(|bytes| (Ok::<Vec<u8>, worker::Error>(bytes), relay))
+        let bytes = relay.step().await?;
+        if let Some(acc) = relay.acc.as_mut() {
+            acc.feed(&bytes);
+        }
+        Some((Ok::<Vec<u8>, worker::Error>(bytes), relay))
     });
     let resp = Response::from_stream(body)?;
     let h = resp.headers();

@@ -166,6 +166,11 @@ def test_config(fake: Fake) -> dict:
             {**provider("multikey"), "api_key_secrets": ["TEST_BAD_KEY", "TEST_OA_KEY"]},
             {"id": "anth", "kind": "anthropic", "base_url": f"{fake.base}/anth", "api_key_secrets": ["TEST_ANTH_KEY"]},
             {"id": "gem", "kind": "gemini", "base_url": f"{fake.base}/gem/v1beta", "api_key_secrets": ["TEST_GEM_KEY"]},
+            # The response cache (test_cache.py): instances of their own, so standing behaviours
+            # set there touch no other test.
+            provider("cache1", models={"c-1": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}),
+            provider("stale1"),
+            provider("stale2"),
         ],
         "routes": [
             {"model": "plain", "targets": [{"provider": "oa", "model": "small-1"}]},
@@ -207,6 +212,22 @@ def test_config(fake: Fake) -> dict:
             {
                 "model": "gemini-then-claude",
                 "targets": [{"provider": "gem", "model": "gemini-test"}, {"provider": "anth", "model": "claude-test"}],
+            },
+            {"model": "cached", "targets": [{"provider": "cache1", "model": "c-1"}], "cache": {"enabled": True}},
+            {
+                "model": "cached-stale",
+                "targets": [{"provider": "stale1", "model": "s-1"}, {"provider": "stale2", "model": "s-2"}],
+                "cache": {"enabled": True, "ttl_s": 1, "stale_if_error_s": 600},
+            },
+            {
+                "model": "cached-tools",
+                "targets": [{"provider": "cache1", "model": "c-1"}],
+                "cache": {"enabled": True, "cache_tool_calls": True},
+            },
+            {
+                "model": "cached-shared",
+                "targets": [{"provider": "cache1", "model": "c-1"}],
+                "cache": {"enabled": True, "shared_namespace": "e2e-shared"},
             },
             {
                 "model": "nokey-then-backup",

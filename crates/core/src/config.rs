@@ -253,6 +253,9 @@ pub struct RouteConfig {
     pub retry: RetryOverrides,
     #[serde(default)]
     pub deadlines: DeadlineOverrides,
+    /// The exact-match response cache for this route (off unless `enabled`; docs/CACHE.md).
+    #[serde(default)]
+    pub cache: crate::cache::CachePolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -449,6 +452,7 @@ impl Config {
             self.check_route_strategy(i, r)?;
             check_retry(&r.retry, &format!("routes[{i}].retry"))?;
             check_deadlines(&r.deadlines, &format!("routes[{i}].deadlines"))?;
+            r.cache.validate(&format!("routes[{i}].cache"))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             if let Some(fb) = &r.context_fallback {
@@ -842,6 +846,24 @@ mod tests {
         assert_eq!(e.path, "providers[0].models.gpt-4o-mini.input_per_mtok");
         let e = with(|v| v["max_body_bytes"] = 10.into()).unwrap_err();
         assert_eq!(e.path, "max_body_bytes");
+    }
+
+    #[test]
+    fn route_cache_policy_parses_and_names_its_fields() {
+        let c = Config::parse(GOOD).expect("valid");
+        assert!(!c.routes[0].cache.enabled, "off by default");
+        let c =
+            with(|v| v["routes"][0]["cache"] = serde_json::json!({"enabled": true, "ttl_s": 60}))
+                .expect("valid");
+        assert!(c.routes[0].cache.enabled);
+        assert_eq!(c.routes[0].cache.ttl_s, 60);
+        let e = with(|v| v["routes"][1]["cache"] = serde_json::json!({"ttl_s": 0})).unwrap_err();
+        assert_eq!(e.path, "routes[1].cache.ttl_s");
+        let e = with(|v| v["routes"][0]["cache"] = serde_json::json!({"ttl": 5})).unwrap_err();
+        assert_eq!(e.path, "routes[0].cache.ttl");
+        let e = with(|v| v["routes"][0]["cache"] = serde_json::json!({"shared_namespace": "a:b"}))
+            .unwrap_err();
+        assert_eq!(e.path, "routes[0].cache.shared_namespace");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct LogLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_model: Option<String>,
     pub stream: bool,
+    /// The response cache: `HIT`, `MISS`, `BYPASS` or `STALE` (absent before a route is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttfb_ms: Option<u64>,

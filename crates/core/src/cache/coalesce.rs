@@ -2,18 +2,20 @@
 //! (goes upstream), later ones wait for its result instead of asking the provider again.
 //!
 //! The structure is pure; the waiting is the edge's. The edge keeps one `Coalescer<W>` per
-//! isolate (a `thread_local` `RefCell`), where `W` is whatever wakes a follower, typically a
-//! `futures::channel::oneshot::Sender<Option<Rc<Vec<u8>>>>` carrying the encoded entry:
+//! isolate (a `thread_local` `RefCell`), where `W` is where the leader leaves a follower its
+//! result (the edge uses a shared cell the follower polls on its own timer: in Workers, waking
+//! another request's task runs it in the waker's I/O context, which the runtime refuses):
 //!
-//! 1. `join(key, now, tx)`: `Leader(ticket)` → go upstream; `Follower` → await `rx` raced
-//!    against the follower's own deadline; `Alone` → go upstream uncoalesced (table full).
-//! 2. The leader, on every path (a drop guard), calls `finish(key, ticket)` and sends each
+//! 1. `join(key, now, slot)`: `Leader(ticket)` → go upstream; `Follower` → wait for the slot,
+//!    at most until the follower's own deadline; `Alone` → go upstream uncoalesced (table full).
+//! 2. The leader, on every path (a drop guard), calls `finish(key, ticket)` and hands each
 //!    waiter the stored entry (or `None` when it failed or the answer is not storable).
-//! 3. A follower that gets `None`, a cancelled channel or its timeout proceeds alone, as a miss.
+//! 3. A follower that gets `None`, loses its slot or reaches its deadline proceeds alone, as a
+//!    miss.
 //!
 //! A leader that never finishes (its request was cancelled) holds the key for at most
 //! `lease_ms`: the next `join` after that takes over, and the old waiters are dropped (their
-//! channels report cancellation, so they proceed alone).
+//! slots are released, so they proceed alone).
 
 /// Keys tracked at once; beyond, requests go alone.
 pub const MAX_KEYS: usize = 256;

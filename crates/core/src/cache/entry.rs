@@ -1,7 +1,7 @@
 //! The stored answer: a compact JSON value in KV, its freshness, and what may be stored at all.
 
 use crate::usage::Usage;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// KV's value limit is 25 MiB; larger answers are not stored.
 pub const MAX_ENTRY_BYTES: usize = 25 * 1024 * 1024;
@@ -77,10 +77,12 @@ impl Entry {
             return None;
         };
         let n = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_u64);
-        let s = |o: &mut serde_json::Map<String, Value>, k: &str| match o.remove(k) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
+        // `take` rather than `remove`: `BTreeMap::remove` is code the wasm does not need.
+        let s =
+            |o: &mut serde_json::Map<String, Value>, k: &str| match o.get_mut(k).map(Value::take) {
+                Some(Value::String(s)) => Some(s),
+                _ => None,
+            };
         if n(&o, "v") != Some(u64::from(ENTRY_VERSION)) {
             return None;
         }
@@ -100,26 +102,30 @@ impl Entry {
             usage,
             model: s(&mut o, "model")?,
             provider: s(&mut o, "provider")?,
-            completion: o.remove("completion")?,
+            completion: o.get_mut("completion").map(Value::take)?,
         };
         check_storable(&e.completion, true).is_ok().then_some(e)
     }
 
     /// The KV value, or why it is not stored (larger than [`MAX_ENTRY_BYTES`]).
     pub fn encode(self) -> Result<Vec<u8>, &'static str> {
+        // Written as text around the completion: less wasm than a `json!` tree.
         let u = self.usage;
-        let v = json!({
-            "v": self.v,
-            "created_ms": self.created_ms,
-            "ttl_s": self.ttl_s,
-            "stale_s": self.stale_s,
-            "model": self.model,
-            "provider": self.provider,
-            "usage": {"prompt": u.prompt, "completion": u.completion,
-                      "cached": u.cached, "reasoning": u.reasoning},
-            "completion": self.completion,
-        });
-        let bytes = serde_json::to_vec(&v).map_err(|_| "not serialisable")?;
+        let mut bytes =
+            format!(
+            "{{\"v\":{},\"created_ms\":{},\"ttl_s\":{},\"stale_s\":{},\"usage\":{{\"prompt\":{},\
+             \"completion\":{},\"cached\":{},\"reasoning\":{}}},\"model\":",
+            self.v, self.created_ms, self.ttl_s, self.stale_s, u.prompt, u.completion, u.cached,
+            u.reasoning
+        )
+            .into_bytes();
+        let text = |b: &mut Vec<u8>, s: &str| serde_json::to_writer(b, s);
+        text(&mut bytes, &self.model).map_err(|_| "not serialisable")?;
+        bytes.extend_from_slice(b",\"provider\":");
+        text(&mut bytes, &self.provider).map_err(|_| "not serialisable")?;
+        bytes.extend_from_slice(b",\"completion\":");
+        serde_json::to_writer(&mut bytes, &self.completion).map_err(|_| "not serialisable")?;
+        bytes.push(b'}');
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err("larger than the KV value limit");
         }

@@ -30,9 +30,7 @@ pub fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::tenancy::hex;
 
 /// The scope segment for a tenant: `t:{tenant}`, or `h:{hash}` for ids that are not names.
 fn tenant_scope(tenant: &str) -> String {
@@ -75,22 +73,9 @@ pub fn kv_key(
 /// sha256 (hex) of `{"body":<canonical body without excluded or null fields>,"route":<route>}`.
 pub fn request_hash(route: &str, body: &Map<String, Value>) -> String {
     let mut h = Hasher(Sha256::new());
-    h.put(b"{\"body\":{");
-    let mut keys: Vec<&String> = body
-        .iter()
-        .filter(|(k, v)| !v.is_null() && !EXCLUDED_FIELDS.contains(&k.as_str()))
-        .map(|(k, _)| k)
-        .collect();
-    keys.sort_unstable();
-    for (i, k) in keys.into_iter().enumerate() {
-        if i > 0 {
-            h.put(b",");
-        }
-        h.string(k);
-        h.put(b":");
-        h.value(&body[k]);
-    }
-    h.put(b"},\"route\":");
+    h.put(b"{\"body\":");
+    h.object(body, true);
+    h.put(b",\"route\":");
     h.string(route);
     h.put(b"}");
     hex(&h.0.finalize())
@@ -132,21 +117,36 @@ impl Hasher {
                 }
                 self.put(b"]");
             }
-            Value::Object(o) => {
-                self.put(b"{");
-                let mut keys: Vec<&String> = o.keys().collect();
-                keys.sort_unstable();
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        self.put(b",");
-                    }
-                    self.string(k);
-                    self.put(b":");
-                    self.value(&o[k]);
-                }
-                self.put(b"}");
-            }
+            Value::Object(o) => self.object(o, false),
         }
+    }
+
+    /// An object with its keys sorted by bytes; `top`: the request body, without excluded
+    /// fields and top-level `null`s. The sort is an insertion sort: serde_json's map already
+    /// yields keys in order (unless its `preserve_order` feature is on), so it is linear in
+    /// practice, and it is far less wasm than `sort_unstable`.
+    fn object(&mut self, o: &Map<String, Value>, top: bool) {
+        let mut fields: Vec<(&String, &Value)> = Vec::with_capacity(o.len());
+        for (k, v) in o {
+            if top && (v.is_null() || EXCLUDED_FIELDS.contains(&k.as_str())) {
+                continue;
+            }
+            let at = fields
+                .iter()
+                .rposition(|(x, _)| *x <= k)
+                .map_or(0, |p| p + 1);
+            fields.insert(at, (k, v));
+        }
+        self.put(b"{");
+        for (i, (k, v)) in fields.into_iter().enumerate() {
+            if i > 0 {
+                self.put(b",");
+            }
+            self.string(k);
+            self.put(b":");
+            self.value(v);
+        }
+        self.put(b"}");
     }
 }
 

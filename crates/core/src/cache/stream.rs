@@ -3,7 +3,7 @@
 
 use super::entry::MAX_ENTRY_BYTES;
 use crate::sse::{frame_data, SseEvent, SseParser};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// Replayed text is cut into pieces of at most this many bytes, after a space or newline when
 /// there is one (else at a character boundary).
@@ -98,25 +98,29 @@ impl StreamAccumulator {
         if self.choices.iter().any(|c| c.finish.is_none()) {
             return Err("the stream ended before every choice finished");
         }
-        let choices: Vec<Value> = self
-            .choices
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| c.into_choice(i))
-            .collect();
-        let mut out = Map::new();
-        out.insert("id".into(), self.id.unwrap_or(json!("")));
-        out.insert("object".into(), json!("chat.completion"));
-        out.insert("created".into(), self.created.unwrap_or(json!(0)));
-        out.insert("model".into(), self.model.unwrap_or(json!("")));
-        if let Some(fp) = self.fingerprint {
-            out.insert("system_fingerprint".into(), fp);
+        // Written as JSON text and read back: far less wasm than building the `Value` tree.
+        let mut o = b"{\"object\":\"chat.completion\"".to_vec();
+        let (empty, zero) = (Value::from(""), Value::from(0));
+        for (k, v) in [
+            ("id", self.id.as_ref().or(Some(&empty))),
+            ("created", self.created.as_ref().or(Some(&zero))),
+            ("model", self.model.as_ref().or(Some(&empty))),
+            ("system_fingerprint", self.fingerprint.as_ref()),
+            ("usage", self.usage.as_ref()),
+        ] {
+            if let Some(v) = v {
+                field(&mut o, k, v);
+            }
         }
-        out.insert("choices".into(), Value::Array(choices));
-        if let Some(u) = self.usage {
-            out.insert("usage".into(), u);
+        o.extend_from_slice(b",\"choices\":[");
+        for (i, c) in self.choices.iter().enumerate() {
+            if i > 0 {
+                o.push(b',');
+            }
+            c.write(i, &mut o);
         }
-        Ok(Value::Object(out))
+        o.extend_from_slice(b"]}");
+        serde_json::from_slice(&o).map_err(|_| "the completion is not valid JSON")
     }
 
     fn fail(&mut self, why: &'static str) {
@@ -140,9 +144,14 @@ impl StreamAccumulator {
             self.done = true;
             return;
         }
-        let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
+        // Read by reference (`get`, `take`): no `BTreeMap::remove` or consuming iteration,
+        // which would each add their own code to the wasm.
+        let Ok(mut chunk) = serde_json::from_str::<Value>(data) else {
             return self.fail("a chunk is not a JSON object");
         };
+        if !chunk.is_object() {
+            return self.fail("a chunk is not a JSON object");
+        }
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             return self.fail("the stream carried an error");
         }
@@ -153,16 +162,16 @@ impl StreamAccumulator {
             (&mut self.fingerprint, "system_fingerprint"),
         ] {
             if slot.is_none() {
-                *slot = chunk.remove(key).filter(|v| !v.is_null());
+                *slot = chunk.get_mut(key).map(Value::take).filter(|v| !v.is_null());
             }
         }
-        if let Some(u) = chunk.remove("usage").filter(Value::is_object) {
-            self.usage = Some(u);
+        if let Some(u) = chunk.get_mut("usage").filter(|u| u.is_object()) {
+            self.usage = Some(u.take());
         }
-        let Some(Value::Array(choices)) = chunk.remove("choices") else {
+        let Some(Value::Array(choices)) = chunk.get_mut("choices") else {
             return;
         };
-        for c in choices {
+        for c in choices.iter_mut() {
             let Some(i) = c
                 .get("index")
                 .and_then(Value::as_u64)
@@ -184,27 +193,27 @@ impl StreamAccumulator {
 
 impl ChoiceAcc {
     /// Apply one choice of a chunk; the bytes added, or why the stream is unusable.
-    fn apply(&mut self, c: Value) -> Result<usize, &'static str> {
-        let Value::Object(mut c) = c else {
+    fn apply(&mut self, c: &mut Value) -> Result<usize, &'static str> {
+        if !c.is_object() {
             return Err("a choice is not an object");
-        };
+        }
         self.seen = true;
         let mut added = 0;
-        if let Some(Value::Object(delta)) = c.remove("delta") {
+        if let Some(Value::Object(delta)) = c.get("delta") {
             for (k, v) in delta {
                 added += match (k.as_str(), v) {
                     (_, Value::Null) => 0,
                     ("role", Value::String(s)) => {
-                        self.role.get_or_insert(s);
+                        self.role.get_or_insert_with(|| s.clone());
                         0
                     }
-                    ("content", Value::String(s)) => push(&mut self.content, &s),
-                    ("refusal", Value::String(s)) => push(&mut self.refusal, &s),
-                    ("reasoning_content", Value::String(s)) => push(&mut self.reasoning, &s),
+                    ("content", Value::String(s)) => push(&mut self.content, s),
+                    ("refusal", Value::String(s)) => push(&mut self.refusal, s),
+                    ("reasoning_content", Value::String(s)) => push(&mut self.reasoning, s),
                     ("tool_calls", Value::Array(calls)) => {
                         let mut n = 0;
                         for call in calls {
-                            n += self.tool(&call)?;
+                            n += self.tool(call)?;
                         }
                         n
                     }
@@ -212,16 +221,16 @@ impl ChoiceAcc {
                 };
             }
         }
-        if let Some(Value::Object(mut lp)) = c.remove("logprobs") {
+        if let Some(lp) = c.get_mut("logprobs").filter(|l| l.is_object()) {
             for (slot, k) in self.logprobs.iter_mut().zip(["content", "refusal"]) {
-                if let Some(Value::Array(items)) = lp.remove(k) {
+                if let Some(Value::Array(items)) = lp.get_mut(k) {
                     added += items.len() * 64;
-                    slot.get_or_insert_with(Vec::new).extend(items);
+                    slot.get_or_insert_with(Vec::new).append(items);
                 }
             }
         }
-        if let Some(Value::String(f)) = c.remove("finish_reason") {
-            self.finish.get_or_insert(f);
+        if let Some(f) = c.get("finish_reason").and_then(Value::as_str) {
+            self.finish.get_or_insert_with(|| f.to_string());
         }
         Ok(added)
     }
@@ -249,50 +258,87 @@ impl ChoiceAcc {
         Ok(push(&mut t.arguments, s("/function/arguments")))
     }
 
-    fn into_choice(self, index: usize) -> Value {
-        let mut m = Map::new();
-        m.insert(
-            "role".into(),
-            json!(self.role.as_deref().unwrap_or("assistant")),
-        );
-        let content =
-            if self.content.is_empty() && (!self.tools.is_empty() || !self.refusal.is_empty()) {
-                Value::Null
-            } else {
-                Value::String(self.content)
-            };
-        m.insert("content".into(), content);
-        let refusal = (!self.refusal.is_empty()).then_some(self.refusal);
-        m.insert("refusal".into(), json!(refusal));
+    /// `{"index":…,"message":{…},"logprobs":…,"finish_reason":…}` as a non-streamed answer has it.
+    fn write(&self, index: usize, o: &mut Vec<u8>) {
+        o.extend_from_slice(b"{\"index\":");
+        o.extend_from_slice(index.to_string().as_bytes());
+        o.extend_from_slice(b",\"message\":{\"role\":");
+        json_str(o, self.role.as_deref().unwrap_or("assistant"));
+        o.extend_from_slice(b",\"content\":");
+        if self.content.is_empty() && (!self.tools.is_empty() || !self.refusal.is_empty()) {
+            o.extend_from_slice(b"null");
+        } else {
+            json_str(o, &self.content);
+        }
+        o.extend_from_slice(b",\"refusal\":");
+        match self.refusal.as_str() {
+            "" => o.extend_from_slice(b"null"),
+            r => json_str(o, r),
+        }
         if !self.reasoning.is_empty() {
-            m.insert("reasoning_content".into(), Value::String(self.reasoning));
+            o.extend_from_slice(b",\"reasoning_content\":");
+            json_str(o, &self.reasoning);
         }
-        if !self.tools.is_empty() {
-            let calls: Vec<Value> = self
-                .tools
-                .into_iter()
-                .map(|t| {
-                    let kind = if t.kind.is_empty() {
-                        "function".into()
-                    } else {
-                        t.kind
-                    };
-                    json!({"id": t.id, "type": kind,
-                           "function": {"name": t.name, "arguments": t.arguments}})
-                })
-                .collect();
-            m.insert("tool_calls".into(), Value::Array(calls));
+        for (i, t) in self.tools.iter().enumerate() {
+            o.extend_from_slice(if i == 0 { b",\"tool_calls\":[" } else { b"," });
+            o.extend_from_slice(b"{\"id\":");
+            json_str(o, &t.id);
+            o.extend_from_slice(b",\"type\":");
+            json_str(
+                o,
+                if t.kind.is_empty() {
+                    "function"
+                } else {
+                    &t.kind
+                },
+            );
+            o.extend_from_slice(b",\"function\":{\"name\":");
+            json_str(o, &t.name);
+            o.extend_from_slice(b",\"arguments\":");
+            json_str(o, &t.arguments);
+            o.extend_from_slice(if i + 1 == self.tools.len() {
+                b"}}]"
+            } else {
+                b"}}"
+            });
         }
-        let [lp_content, lp_refusal] = self.logprobs;
-        let logprobs = (lp_content.is_some() || lp_refusal.is_some())
-            .then(|| json!({"content": lp_content, "refusal": lp_refusal}));
-        json!({
-            "index": index,
-            "message": m,
-            "logprobs": logprobs,
-            "finish_reason": self.finish,
-        })
+        o.extend_from_slice(b"},\"logprobs\":");
+        if self.logprobs.iter().all(Option::is_none) {
+            o.extend_from_slice(b"null");
+        } else {
+            for (k, items) in ["{\"content\":", ",\"refusal\":"]
+                .iter()
+                .zip(&self.logprobs)
+            {
+                o.extend_from_slice(k.as_bytes());
+                match items {
+                    None => o.extend_from_slice(b"null"),
+                    Some(items) => {
+                        o.push(b'[');
+                        for (i, v) in items.iter().enumerate() {
+                            if i > 0 {
+                                o.push(b',');
+                            }
+                            json(o, v);
+                        }
+                        o.push(b']');
+                    }
+                }
+            }
+            o.push(b'}');
+        }
+        o.extend_from_slice(b",\"finish_reason\":");
+        json_str(o, self.finish.as_deref().unwrap_or(""));
+        o.push(b'}');
     }
+}
+
+/// `,"k":v`
+fn field(o: &mut Vec<u8>, k: &str, v: &Value) {
+    o.extend_from_slice(b",\"");
+    o.extend_from_slice(k.as_bytes());
+    o.extend_from_slice(b"\":");
+    json(o, v);
 }
 
 fn push(to: &mut String, s: &str) -> usize {
@@ -330,40 +376,44 @@ pub fn pieces(s: &str) -> impl Iterator<Item = &str> {
 /// `data: [DONE]`. Every chunk keeps the stored `id`, `created`, `model` and
 /// `system_fingerprint`. Other message fields (e.g. `annotations`) ride on the role chunk.
 pub fn replay_sse(completion: &Value, include_usage: bool) -> Vec<u8> {
-    let mut base = Map::new();
-    base.insert(
-        "id".into(),
-        completion.get("id").cloned().unwrap_or(json!("")),
-    );
-    base.insert("object".into(), json!("chat.completion.chunk"));
+    // Written straight as bytes (no `Value` per chunk): every chunk is `head`, then `"choices":`,
+    // what follows, and `}` with the blank line that ends the event.
+    let mut head = b"data: {\"object\":\"chat.completion.chunk\",\"id\":".to_vec();
+    match completion.get("id") {
+        Some(id) => json(&mut head, id),
+        None => head.extend_from_slice(b"\"\""),
+    }
     for k in ["created", "model", "system_fingerprint"] {
         if let Some(v) = completion.get(k) {
-            base.insert(k.into(), v.clone());
+            head.extend_from_slice(b",\"");
+            head.extend_from_slice(k.as_bytes());
+            head.extend_from_slice(b"\":");
+            json(&mut head, v);
         }
     }
+    head.extend_from_slice(b",\"choices\":");
     let mut out = Vec::new();
-    let mut emit = |choices: Value, usage: Option<&Value>| {
-        let mut chunk = base.clone();
-        chunk.insert("choices".into(), choices);
-        if let Some(u) = usage {
-            chunk.insert("usage".into(), u.clone());
-        }
-        out.extend_from_slice(&frame_data(&Value::Object(chunk).to_string()));
-    };
     let empty = Vec::new();
+    let null = Value::Null;
     let choices = completion
         .get("choices")
         .and_then(Value::as_array)
         .unwrap_or(&empty);
     for (pos, c) in choices.iter().enumerate() {
         let index = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
-        let mut delta = |d: Value, finish: &Value, logprobs: &Value| {
-            emit(
-                json!([{"index": index, "delta": d, "logprobs": logprobs, "finish_reason": finish}]),
-                None,
-            )
+        // One chunk with one choice: `[{"index":…,"delta":<delta>,"logprobs":…,"finish_reason":…}]`.
+        let mut chunk = |delta: &[u8], finish: &Value, logprobs: &Value| {
+            out.extend_from_slice(&head);
+            out.extend_from_slice(b"[{\"index\":");
+            out.extend_from_slice(index.to_string().as_bytes());
+            out.extend_from_slice(b",\"delta\":");
+            out.extend_from_slice(delta);
+            out.extend_from_slice(b",\"logprobs\":");
+            json(&mut out, logprobs);
+            out.extend_from_slice(b",\"finish_reason\":");
+            json(&mut out, finish);
+            out.extend_from_slice(b"}]}\n\n");
         };
-        let null = Value::Null;
         let message = c.get("message").and_then(Value::as_object);
         let text = |k: &str| {
             message
@@ -371,13 +421,13 @@ pub fn replay_sse(completion: &Value, include_usage: bool) -> Vec<u8> {
                 .and_then(Value::as_str)
                 .unwrap_or("")
         };
-        let mut first = Map::new();
         let role = match text("role") {
             "" => "assistant",
             r => r,
         };
-        first.insert("role".into(), json!(role));
-        first.insert("content".into(), json!(""));
+        let mut d = b"{\"role\":".to_vec();
+        json_str(&mut d, role);
+        d.extend_from_slice(b",\"content\":\"\"");
         for (k, v) in message.into_iter().flatten() {
             let known = [
                 "role",
@@ -386,14 +436,26 @@ pub fn replay_sse(completion: &Value, include_usage: bool) -> Vec<u8> {
                 "reasoning_content",
                 "tool_calls",
             ];
-            if !known.contains(&k.as_str()) && !v.is_null() && v != &json!([]) {
-                first.insert(k.clone(), v.clone());
+            if !known.contains(&k.as_str())
+                && !v.is_null()
+                && v.as_array().is_none_or(|a| !a.is_empty())
+            {
+                d.push(b',');
+                json_str(&mut d, k);
+                d.push(b':');
+                json(&mut d, v);
             }
         }
-        delta(Value::Object(first), &null, &null);
+        d.push(b'}');
+        chunk(&d, &null, &null);
         for field in ["reasoning_content", "content", "refusal"] {
             for piece in pieces(text(field)) {
-                delta(json!({ field: piece }), &null, &null);
+                let mut d = b"{\"".to_vec();
+                d.extend_from_slice(field.as_bytes());
+                d.extend_from_slice(b"\":");
+                json_str(&mut d, piece);
+                d.push(b'}');
+                chunk(&d, &null, &null);
             }
         }
         let calls = message
@@ -402,33 +464,48 @@ pub fn replay_sse(completion: &Value, include_usage: bool) -> Vec<u8> {
             .unwrap_or(&empty);
         for (k, call) in calls.iter().enumerate() {
             let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("");
-            let kind = if s("/type").is_empty() {
-                "function"
-            } else {
-                s("/type")
+            let kind = match s("/type") {
+                "" => "function",
+                t => t,
             };
-            delta(
-                json!({"tool_calls": [{"index": k, "id": s("/id"), "type": kind,
-                        "function": {"name": s("/function/name"), "arguments": ""}}]}),
-                &null,
-                &null,
-            );
+            // `{"tool_calls":[{"index":k,` … `}]}` around each tool-call delta.
+            let open = format!("{{\"tool_calls\":[{{\"index\":{k},");
+            let mut d = open.clone().into_bytes();
+            d.extend_from_slice(b"\"id\":");
+            json_str(&mut d, s("/id"));
+            d.extend_from_slice(b",\"type\":");
+            json_str(&mut d, kind);
+            d.extend_from_slice(b",\"function\":{\"name\":");
+            json_str(&mut d, s("/function/name"));
+            d.extend_from_slice(b",\"arguments\":\"\"}}]}");
+            chunk(&d, &null, &null);
             for piece in pieces(s("/function/arguments")) {
-                delta(
-                    json!({"tool_calls": [{"index": k, "function": {"arguments": piece}}]}),
-                    &null,
-                    &null,
-                );
+                let mut d = open.clone().into_bytes();
+                d.extend_from_slice(b"\"function\":{\"arguments\":");
+                json_str(&mut d, piece);
+                d.extend_from_slice(b"}}]}");
+                chunk(&d, &null, &null);
             }
         }
         let finish = c.get("finish_reason").unwrap_or(&null);
-        delta(json!({}), finish, c.get("logprobs").unwrap_or(&null));
+        chunk(b"{}", finish, c.get("logprobs").unwrap_or(&null));
     }
     if include_usage {
         if let Some(u) = completion.get("usage").filter(|u| u.is_object()) {
-            emit(json!([]), Some(u));
+            out.extend_from_slice(&head);
+            out.extend_from_slice(b"[],\"usage\":");
+            json(&mut out, u);
+            out.extend_from_slice(b"}\n\n");
         }
     }
     out.extend_from_slice(&frame_data("[DONE]"));
     out
+}
+
+fn json(out: &mut Vec<u8>, v: &Value) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
