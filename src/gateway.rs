@@ -60,9 +60,9 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
         (Method::Post, "/v1/chat/completions") => {
             chat(&mut req, &env, &ctx, started, &request_id, &mut log).await
         }
-        (m, p) if p.starts_with("/admin/") => {
-            crate::admin::handle(&mut req, &env, &ctx, m, p).await.map(Handled::Done)
-        }
+        (m, p) if p.starts_with("/admin/") => crate::admin::handle(&mut req, &env, &ctx, m, p)
+            .await
+            .map(Handled::Done),
         _ => match allowed_method {
             Some(m) => Err(method_not_allowed(m)),
             None => Err(GatewayError::new(
@@ -123,7 +123,8 @@ fn method_not_allowed(allowed: &str) -> GatewayError {
     )
 }
 
-const EXPOSED: &str = "x-request-id, x-switchyard-route, x-switchyard-provider, x-switchyard-model, \
+const EXPOSED: &str =
+    "x-request-id, x-switchyard-route, x-switchyard-provider, x-switchyard-model, \
      x-switchyard-attempts, x-switchyard-cost-usd, x-switchyard-warnings, retry-after";
 
 fn cors_headers(h: &Headers, origin: &str) {
@@ -236,7 +237,8 @@ async fn chat(
     };
     tenants::check_model(&caller, &route.model)?;
 
-    let total_ms = switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines).total_ms;
+    let total_ms =
+        switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines).total_ms;
     let admission = tenants::admit(
         env,
         &caller,
@@ -381,4 +383,3 @@ fn set_answer_headers(
     let _ = h.set("x-switchyard-model", model);
     let _ = h.set("x-switchyard-attempts", attempts);
 }
-

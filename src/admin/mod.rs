@@ -56,6 +56,9 @@ fn authenticate(env: &Env, req: &Request) -> Result<(), GatewayError> {
     if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
-        Err(GatewayError::new(ErrorKind::Unauthorized, "Invalid admin token"))
+        Err(GatewayError::new(
+            ErrorKind::Unauthorized,
+            "Invalid admin token",
+        ))
     }
 }

@@ -12,11 +12,13 @@ use std::collections::HashMap;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use switchyard_core::tenancy::{
-    AdmitRequest, Period, PeriodSpend, SettleRequest, SettleResponse, SpendView,
-    TenantGate, UserGate,
+    AdmitRequest, Period, PeriodSpend, SettleRequest, SettleResponse, SpendView, TenantGate,
+    UserGate,
 };
 use worker::wasm_bindgen::JsValue;
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+};
 
 use crate::platform::now_ms;
 
@@ -85,7 +87,8 @@ impl DurableObject for TenantGateObject {
                 self.ensure_loaded(&call.tenant).await?;
                 let view: Vec<SpendView> = {
                     let mut gate = self.gate.borrow_mut();
-                    gate.get_or_insert_with(TenantGate::default).view(&call.body, now_ms())
+                    gate.get_or_insert_with(TenantGate::default)
+                        .view(&call.body, now_ms())
                 };
                 Response::from_json(&view)
             }
@@ -140,12 +143,22 @@ impl TenantGateObject {
     async fn persist(&self, user_key: Option<&str>) -> Result<()> {
         let storage = self.state.storage();
         // Stored as JSON text: one serializer (serde_json) in the worker, not two.
-        let gate = self.gate.borrow().as_ref().map(serde_json::to_string).transpose()?;
+        let gate = self
+            .gate
+            .borrow()
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
         if let Some(g) = gate {
             storage.put("gate", g).await?;
         }
         if let Some(k) = user_key {
-            let u = self.users.borrow().get(k).map(serde_json::to_string).transpose()?;
+            let u = self
+                .users
+                .borrow()
+                .get(k)
+                .map(serde_json::to_string)
+                .transpose()?;
             if let Some(u) = u {
                 storage.put(k, u).await?;
             }
@@ -218,7 +231,10 @@ pub async fn call<T: Serialize, R: DeserializeOwned>(
     let req = Request::new_with_init(&format!("https://gate/{op}"), &init)?;
     let mut resp = stub.fetch_with_request(req).await?;
     if resp.status_code() != 200 {
-        return Err(worker::Error::RustError(format!("gate answered {}", resp.status_code())));
+        return Err(worker::Error::RustError(format!(
+            "gate answered {}",
+            resp.status_code()
+        )));
     }
     resp.json().await
 }

@@ -12,8 +12,8 @@ use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::tenancy::{
     far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
-    verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError,
-    Refusal, SettleRequest, SettleResponse, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
+    verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError, Refusal,
+    SettleRequest, SettleResponse, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
 };
 use switchyard_core::usage::Usage;
 use worker::wasm_bindgen::JsValue;
@@ -42,18 +42,20 @@ fn unauthorized(message: &str) -> GatewayError {
 
 /// The token from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDK).
 pub fn presented_token(headers: &Headers) -> Option<String> {
-    let bearer = headers
-        .get("authorization")
-        .ok()
-        .flatten()
-        .and_then(|v| {
-            let v = v.trim();
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .map(|t| t.trim().to_string())
-        });
+    let bearer = headers.get("authorization").ok().flatten().and_then(|v| {
+        let v = v.trim();
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_string())
+    });
     bearer
-        .or_else(|| headers.get("x-api-key").ok().flatten().map(|v| v.trim().to_string()))
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .ok()
+                .flatten()
+                .map(|v| v.trim().to_string())
+        })
         .filter(|t| !t.is_empty() && t.len() <= 4096)
 }
 
@@ -65,7 +67,8 @@ pub async fn authenticate(env: &Env, headers: &Headers) -> Result<Caller, Gatewa
         ));
     };
     let caller = if token.starts_with(END_USER_PREFIX) {
-        let claims = peek_end_user_token(&token).map_err(|_| unauthorized("Malformed end-user token"))?;
+        let claims =
+            peek_end_user_token(&token).map_err(|_| unauthorized("Malformed end-user token"))?;
         let tenant = records::by_id(env, &claims.t)
             .await?
             .ok_or_else(|| unauthorized("Invalid end-user token"))?;
@@ -76,15 +79,24 @@ pub async fn authenticate(env: &Env, headers: &Headers) -> Result<Caller, Gatewa
             EndUserTokenError::Expired => unauthorized("The end-user token has expired"),
             _ => unauthorized("Invalid end-user token"),
         })?;
-        Caller { tenant, end_user: Some(claims) }
+        Caller {
+            tenant,
+            end_user: Some(claims),
+        }
     } else {
         let tenant = records::by_token_hash(env, &token_hash(&token))
             .await?
             .ok_or_else(|| unauthorized("Invalid or revoked API key"))?;
-        Caller { tenant, end_user: None }
+        Caller {
+            tenant,
+            end_user: None,
+        }
     };
     if !caller.tenant.active {
-        return Err(GatewayError::new(ErrorKind::TenantDisabled, "This tenant is disabled"));
+        return Err(GatewayError::new(
+            ErrorKind::TenantDisabled,
+            "This tenant is disabled",
+        ));
     }
     Ok(caller)
 }
@@ -151,7 +163,14 @@ fn remember_view(tenant: &str, spend: Vec<SpendView>) {
         if v.len() > 4096 {
             v.clear();
         }
-        v.insert(tenant.to_string(), View { spend, at_ms: now_ms(), local_nanos: 0 });
+        v.insert(
+            tenant.to_string(),
+            View {
+                spend,
+                at_ms: now_ms(),
+                local_nanos: 0,
+            },
+        );
     });
 }
 
@@ -159,14 +178,19 @@ fn remember_view(tenant: &str, spend: Vec<SpendView>) {
 fn far_path_ok(tenant: &str, worst_case: u64, now: u64) -> bool {
     VIEWS.with(|v| {
         let v = v.borrow();
-        let Some(view) = v.get(tenant) else { return false };
+        let Some(view) = v.get(tenant) else {
+            return false;
+        };
         if now.saturating_sub(view.at_ms) >= VIEW_TTL_MS {
             return false;
         }
         let spend: Vec<SpendView> = view
             .spend
             .iter()
-            .map(|s| SpendView { spent_nanos: s.spent_nanos + view.local_nanos, ..s.clone() })
+            .map(|s| SpendView {
+                spent_nanos: s.spent_nanos + view.local_nanos,
+                ..s.clone()
+            })
             .collect();
         far_from_cap(&spend, worst_case)
     })
@@ -197,7 +221,10 @@ pub async fn admit(
     if limits.budgets.is_empty() && !rate_limited && user_cap.is_none() {
         return Ok(Admission { gated: false });
     }
-    if !rate_limited && user_cap.is_none() && far_path_ok(&caller.tenant.id, worst_case_nanos, now_ms()) {
+    if !rate_limited
+        && user_cap.is_none()
+        && far_path_ok(&caller.tenant.id, worst_case_nanos, now_ms())
+    {
         return Ok(Admission { gated: false });
     }
     let req = AdmitRequest {
@@ -315,7 +342,9 @@ pub async fn settle(env: &Env, caller: &Caller, admission: &Admission, s: Settle
             view.local_nanos += cost;
         }
     });
-    match gate::call::<_, SettleResponse>(env, &caller.tenant.id, caller.user(), "settle", &req).await {
+    match gate::call::<_, SettleResponse>(env, &caller.tenant.id, caller.user(), "settle", &req)
+        .await
+    {
         Ok(resp) => {
             remember_view(&caller.tenant.id, resp.spend);
             for alert in resp.alerts {

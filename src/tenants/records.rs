@@ -91,7 +91,11 @@ fn cached(key: &str, now: u64) -> Option<Option<Rc<TenantRecord>>> {
     CACHE.with(|c| {
         let c = c.borrow();
         let (rec, at) = c.get(key)?;
-        let ttl = if rec.is_some() { RECORD_TTL_MS } else { NEGATIVE_TTL_MS };
+        let ttl = if rec.is_some() {
+            RECORD_TTL_MS
+        } else {
+            NEGATIVE_TTL_MS
+        };
         (now.saturating_sub(*at) < ttl).then(|| rec.clone())
     })
 }
@@ -115,7 +119,11 @@ fn db_error(_: worker::Error) -> GatewayError {
     GatewayError::internal("the tenant database is unavailable")
 }
 
-async fn query_one(env: &Env, sql: String, arg: &str) -> Result<Option<TenantRecord>, GatewayError> {
+async fn query_one(
+    env: &Env,
+    sql: String,
+    arg: &str,
+) -> Result<Option<TenantRecord>, GatewayError> {
     let db = env.d1("DB").map_err(db_error)?;
     let stmt = db
         .prepare(sql)
@@ -131,7 +139,10 @@ async fn query_one(env: &Env, sql: String, arg: &str) -> Result<Option<TenantRec
 }
 
 /// The tenant behind a tenant token's hash (revoked tokens find nothing).
-pub async fn by_token_hash(env: &Env, hash: &str) -> Result<Option<Rc<TenantRecord>>, GatewayError> {
+pub async fn by_token_hash(
+    env: &Env,
+    hash: &str,
+) -> Result<Option<Rc<TenantRecord>>, GatewayError> {
     let key = format!("h:{hash}");
     let now = now_ms();
     if let Some(hit) = cached(&key, now) {

@@ -588,7 +588,10 @@ fn json_path_at(text: &str, line: usize, column: usize) -> String {
                     }
                 }
             }
-            b'{' => stack.push(Frame::Obj { key: None, in_value: false }),
+            b'{' => stack.push(Frame::Obj {
+                key: None,
+                in_value: false,
+            }),
             b'[' => stack.push(Frame::Arr(0)),
             b'}' | b']' => {
                 stack.pop();
@@ -605,7 +608,10 @@ fn json_path_at(text: &str, line: usize, column: usize) -> String {
     let mut path = String::new();
     for f in &stack {
         match f {
-            Frame::Obj { key: Some(k), in_value: true } => {
+            Frame::Obj {
+                key: Some(k),
+                in_value: true,
+            } => {
                 if !path.is_empty() {
                     path.push('.');
                 }
