@@ -28,6 +28,7 @@ pub struct StreamStart {
     pub ended: bool,
 }
 
+#[allow(clippy::large_enum_variant)] // built once per request and moved, never stored
 pub enum Answer {
     Complete(UpstreamAnswer),
     Stream(StreamStart),

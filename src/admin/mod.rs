@@ -14,6 +14,7 @@ use worker::{Context, Env, Method, Request, Response};
 use crate::platform::secret;
 
 /// What every admin handler gets.
+#[allow(dead_code)] // the admin modules read these as they land
 pub struct AdminCtx<'a> {
     pub env: &'a Env,
     pub ctx: &'a Context,
