@@ -2,16 +2,16 @@
 //!
 //! Every decision comes from [`switchyard_core::policy::Planner`]; this module only performs
 //! the I/O it asks for. A streamed attempt counts as answered only once its first content token
-//! has arrived, so anything that breaks before that fails over invisibly to the caller.
+//! has arrived, so anything that breaks before that fails over invisibly to the caller. The
+//! same loop serves every kind of request ([`Work`]): chat, streamed or not, and embeddings.
 
-use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig};
 use switchyard_core::error::GatewayError;
 use switchyard_core::logline::AttemptRecord;
 use switchyard_core::policy::{
     AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy,
 };
-use switchyard_core::providers::{self, ChatStream, UpstreamAnswer};
+use switchyard_core::providers::{self, ChatStream, UpstreamAnswer, Work};
 use worker::{ByteStream, Env};
 
 use crate::platform::{mark_key_bad, now_ms, pick_key, random_unit};
@@ -57,7 +57,7 @@ pub async fn run(
     env: &Env,
     config: &Config,
     first_route: &RouteConfig,
-    req: &ChatRequest,
+    work: &Work,
     started_ms: u64,
     attempts: &mut Vec<AttemptRecord>,
 ) -> Result<Outcome, Failed> {
@@ -120,7 +120,7 @@ pub async fn run(
                 provider,
                 key.as_ref(),
                 target,
-                req,
+                work,
                 &deadlines,
                 remaining,
                 &mut warnings,
@@ -197,7 +197,7 @@ async fn attempt(
     provider: &ProviderConfig,
     key: Option<&(String, String)>,
     target: &TargetConfig,
-    req: &ChatRequest,
+    work: &Work,
     deadlines: &Deadlines,
     remaining_ms: u64,
     warnings: &mut Vec<String>,
@@ -215,12 +215,13 @@ async fn attempt(
         .into());
     }
     // A target that cannot honour the request is skipped like a failed attempt (nothing is sent).
-    let up = providers::build_chat(provider, &target.model, req, key)
+    let up = work
+        .build(provider, &target.model, key)
         .map_err(|e| AttemptFailure::new(FailureClass::Unsupported, None, e.message))?;
     warnings.clone_from(&up.warnings);
     let protocol = provider.kind.protocol();
 
-    if !req.stream {
+    let Some(include_usage) = work.stream() else {
         let budget = deadlines.response_ms.min(remaining_ms);
         let t0 = now_ms();
         let mut inflight = upstream::send(&up, budget).await?;
@@ -228,10 +229,13 @@ async fn attempt(
         check_status(protocol, &mut inflight, left).await?;
         let body = upstream::read_all(&mut inflight, left, upstream::ANSWER_CAP, false).await?;
         let created = now_ms() / 1000;
-        return Ok(Answer::Complete(providers::parse_chat_answer_at(
-            protocol, body, created,
+        return Ok(Answer::Complete(work.parse_answer(
+            protocol,
+            body,
+            &target.model,
+            created,
         )?));
-    }
+    };
 
     let mut inflight = upstream::send(&up, deadlines.headers_ms.min(remaining_ms)).await?;
     check_status(protocol, &mut inflight, remaining_ms).await?;
@@ -240,7 +244,7 @@ async fn attempt(
         .response
         .stream()
         .map_err(|_| AttemptFailure::connect("the upstream body could not be read"))?;
-    let mut translator = ChatStream::new(protocol, req.include_usage)
+    let mut translator = ChatStream::new(protocol, include_usage)
         .map_err(AttemptError::Fatal)?
         .with_created(now_ms() / 1000);
     let mut buffered = Vec::new();

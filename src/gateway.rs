@@ -4,19 +4,23 @@
 //! 2. dispatch — path and method (`404` unknown path, `405` wrong method, CORS preflight)
 //! 3. configuration — parsed once per isolate; invalid → `500 config_invalid` naming the field
 //! 4. authenticate — tenant token or end-user token (`401`); origin and tenant state (`403`)
-//! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field)
+//! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field);
+//!    Anthropic Messages and Gemini requests become the canonical OpenAI request here, and
+//!    `/v1/embeddings` requests take the same path (never streamed)
 //! 6. route — the public model name to its route (`404 model_not_found`); allowed? (`403`)
 //! 7. admit — budgets and rate limits (`429`); far from every cap this is no round trip
 //! 8. attempt loop — translate, fetch with deadlines, classify, retry or fail over ([`attempts`])
-//! 9. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered and cost
+//! 9. respond — in the caller's format (OpenAI, Anthropic or Gemini; errors too), streamed or
+//!    not; `x-switchyard-*` headers say who answered and cost
 //! 10. after the response (`ctx.wait_until`) — ledger row, gate settlement, alerts; and one JSON
 //!     log line per request (for streams, when the stream ends)
 
 use futures_channel::oneshot;
-use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ModelConfig, RouteConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ingress::Format;
 use switchyard_core::logline::{attempts_header, rfc3339, AttemptRecord, LogLine};
+use switchyard_core::providers::Work;
 use switchyard_core::tenancy::{cost_nanos, format_usd, worst_case_nanos};
 use worker::{console_log, Context, Env, Headers, Method, Request, Response};
 
@@ -31,6 +35,8 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
 const API_PATHS: &[(&str, &str)] = &[
     ("/v1/chat/completions", "POST"),
+    ("/v1/messages", "POST"),
+    ("/v1/embeddings", "POST"),
     ("/v1/models", "GET"),
     ("/healthz", "GET"),
 ];
@@ -42,6 +48,8 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let path = req.path();
     let method = req.method();
     let origin = req.headers().get("origin").ok().flatten();
+    // Anthropic and Gemini callers get answers and errors in their own format.
+    let format = Format::of_path(&path);
     let mut log = LogLine::new(
         request_id.clone(),
         method.to_string(),
@@ -55,10 +63,13 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
             200,
             &serde_json::json!({"status": "ok"}),
         ))),
-        (Method::Options, p) if p.starts_with("/v1/") => preflight(&env, req.headers()).await,
+        (Method::Options, p) if is_api(p) => preflight(&env, req.headers()).await,
         (Method::Get, "/v1/models") => models(&env, &req).await,
-        (Method::Post, "/v1/chat/completions") => {
-            chat(&mut req, &env, &ctx, started, &request_id, &mut log).await
+        (Method::Post, "/v1/chat/completions" | "/v1/messages" | "/v1/embeddings") => {
+            serve(&mut req, &env, &ctx, started, &request_id, &mut log, format).await
+        }
+        (Method::Post, _) if format == Format::Gemini => {
+            serve(&mut req, &env, &ctx, started, &request_id, &mut log, format).await
         }
         (m, p) if p.starts_with("/admin/") => crate::admin::handle(&mut req, &env, &ctx, m, p)
             .await
@@ -80,7 +91,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
         Ok(Handled::Streaming(resp)) => (resp, true),
         Err(err) => {
             log.error_code = Some(err.kind.code());
-            let resp = error_response(&err);
+            let resp = error_response(format, &err);
             if let (ErrorKind::MethodNotAllowed, Some(m)) = (err.kind, allowed_method) {
                 let _ = resp.headers().set("allow", m);
             }
@@ -89,7 +100,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     };
     let _ = resp.headers_mut().set("x-request-id", &request_id);
     if let Some(origin) = origin.as_deref() {
-        if path.starts_with("/v1/") && records::origin_known(&env, origin).await.unwrap_or(false) {
+        if is_api(&path) && records::origin_known(&env, origin).await.unwrap_or(false) {
             cors_headers(resp.headers(), origin);
         }
     }
@@ -101,6 +112,11 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     log.latency_ms = now_ms() - started;
     console_log!("{}", log.to_json());
     resp
+}
+
+/// The API paths browsers may call (CORS).
+fn is_api(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/v1beta/")
 }
 
 enum Handled {
@@ -154,7 +170,8 @@ async fn preflight(env: &Env, headers: &Headers) -> Result<Handled, GatewayError
         .flatten()
         .unwrap_or_default();
     let allow = if requested.is_empty() {
-        "authorization, content-type, x-api-key, x-request-id".to_string()
+        "authorization, content-type, x-api-key, x-goog-api-key, anthropic-version, x-request-id"
+            .to_string()
     } else {
         requested
     };
@@ -185,10 +202,8 @@ fn prices<'a>(config: &'a Config, provider: &str, model: &str) -> Option<&'a Mod
 }
 
 /// The most this request can cost on any of the route's targets.
-fn worst_case(config: &Config, route: &RouteConfig, chat: &ChatRequest, body_len: usize) -> u64 {
-    let max_tokens = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| chat.body.get(*k).and_then(serde_json::Value::as_u64));
+fn worst_case(config: &Config, route: &RouteConfig, work: &Work, body_len: usize) -> u64 {
+    let max_tokens = work.max_output_tokens();
     route
         .targets
         .iter()
@@ -204,13 +219,15 @@ fn worst_case(config: &Config, route: &RouteConfig, chat: &ChatRequest, body_len
         .unwrap_or(0)
 }
 
-async fn chat(
+/// Steps 3–10 for a chat completion (in any format) or embeddings.
+async fn serve(
     req: &mut Request,
     env: &Env,
     ctx: &Context,
     started: u64,
     request_id: &str,
     log: &mut LogLine,
+    format: Format,
 ) -> Result<Handled, GatewayError> {
     let config = platform::config(env)?;
     let caller = tenants::authenticate(env, req.headers()).await?;
@@ -220,17 +237,20 @@ async fn chat(
     tenants::check_origin(&caller, origin.as_deref())?;
 
     let body = read_body(req, config.max_body_bytes).await?;
-    let chat = ChatRequest::parse(&body)?;
+    // The query by hand: `Request::url` would link a whole URL parser into the worker.
+    let url = req.inner().url();
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let (work, ingress_warnings) = format.parse(&req.path(), query, &body)?;
     let body_len = body.len();
     drop(body);
-    log.stream = chat.stream;
-    log.route = Some(chat.model.clone());
-    let Some(route) = config.route(&chat.model) else {
+    log.stream = work.stream().is_some();
+    log.route = Some(work.model().to_string());
+    let Some(route) = config.route(work.model()) else {
         return Err(GatewayError::new(
             ErrorKind::ModelNotFound,
             format!(
                 "The model {:?} does not exist on this gateway; GET /v1/models lists the models",
-                clip(&chat.model, 200)
+                clip(work.model(), 200)
             ),
         )
         .with_param("model"));
@@ -243,13 +263,13 @@ async fn chat(
         env,
         &caller,
         request_id,
-        worst_case(&config, route, &chat, body_len),
+        worst_case(&config, route, &work, body_len),
         total_ms + 60_000,
     )
     .await?;
 
     let mut tried: Vec<AttemptRecord> = Vec::new();
-    let outcome = attempts::run(env, &config, route, &chat, started, &mut tried).await;
+    let outcome = attempts::run(env, &config, route, &work, started, &mut tried).await;
     log.attempts = tried.len();
     let attempts_value = attempts_header(&tried);
     log.attempt_log = tried;
@@ -259,14 +279,17 @@ async fn chat(
         ..Default::default()
     };
     let outcome = match outcome {
-        Ok(o) => o,
+        Ok(mut o) => {
+            o.warnings.extend(ingress_warnings);
+            o
+        }
         Err(failed) => {
             log.route = Some(failed.route);
             if let Some(last) = log.attempt_log.last() {
                 log.provider = Some(last.provider.clone());
                 log.upstream_model = Some(last.model.clone());
             }
-            let mut resp = error_response(&failed.error);
+            let mut resp = error_response(format, &failed.error);
             let _ = resp
                 .headers_mut()
                 .set("x-switchyard-attempts", &attempts_value);
@@ -295,7 +318,7 @@ async fn chat(
                 .model
                 .clone()
                 .unwrap_or_else(|| outcome.target_model.clone());
-            let resp = json_bytes(200, answer.body);
+            let resp = json_bytes(200, format.answer(answer.body, &usage));
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -333,6 +356,7 @@ async fn chat(
                 std::mem::take(log),
                 tx,
                 model_prices,
+                format.encoder(),
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
             set_answer_headers(

@@ -1,10 +1,13 @@
 //! The caller's side of a stream: forwards chunks as they arrive, bounded by the idle and total
 //! deadlines, and ends a broken upstream with an in-band error event — never a clean `[DONE]`.
+//! The OpenAI chunks are re-framed in the caller's format ([`StreamEncoder`]) as they pass: the
+//! relay holds one upstream chunk at a time, never the answer.
 
 use futures_channel::oneshot;
 use futures_util::stream;
 use switchyard_core::config::ModelConfig;
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ingress::StreamEncoder;
 use switchyard_core::logline::LogLine;
 use switchyard_core::policy::{AttemptFailure, FailureClass};
 use switchyard_core::providers::openai::stream_error_event;
@@ -29,6 +32,7 @@ struct Relay {
     /// Told how the stream ended, for settlement.
     end: Option<oneshot::Sender<StreamEnd>>,
     prices: Option<ModelConfig>,
+    encoder: StreamEncoder,
 }
 
 /// How a stream ended: what settlement needs.
@@ -40,6 +44,17 @@ pub struct StreamEnd {
 }
 
 impl Relay {
+    /// The caller's next bytes: the next OpenAI bytes, re-framed (skipping what encodes to none).
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let bytes = self.step().await?;
+            let out = self.encoder.encode(bytes);
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+    }
+
     async fn step(&mut self) -> Option<Vec<u8>> {
         if let Some(bytes) = self.pending.take() {
             if !bytes.is_empty() {
@@ -159,6 +174,7 @@ impl Drop for Relay {
 }
 
 /// Build the streaming response. The log line is printed when the stream ends.
+#[allow(clippy::too_many_arguments)] // one call site; each is a distinct piece of the request
 pub fn stream_response(
     mut start: StreamStart,
     idle_ms: u64,
@@ -168,6 +184,7 @@ pub fn stream_response(
     log: LogLine,
     end: oneshot::Sender<StreamEnd>,
     prices: Option<ModelConfig>,
+    encoder: StreamEncoder,
 ) -> worker::Result<Response> {
     let pending = Some(std::mem::take(&mut start.buffered));
     let relay = Relay {
@@ -181,10 +198,11 @@ pub fn stream_response(
         log: Some(log),
         end: Some(end),
         prices,
+        encoder,
     };
     let body = stream::unfold(relay, |mut relay| async move {
         relay
-            .step()
+            .next()
             .await
             .map(|bytes| (Ok::<Vec<u8>, worker::Error>(bytes), relay))
     });
