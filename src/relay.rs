@@ -146,6 +146,7 @@ impl Relay {
             }
             log.malformed_chunks = t.malformed();
             log.client_closed = client_closed;
+            log.wasm_memory_bytes = Some(wasm_memory_bytes());
             log.latency_ms = now_ms().saturating_sub(self.started_ms);
             // A broken stream is charged what the upstream reported, if anything.
             let usage = t.usage();
@@ -171,6 +172,14 @@ impl Drop for Relay {
             self.emit_log(true);
         }
     }
+}
+
+/// The wasm linear memory's size in bytes (0 off wasm).
+fn wasm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) as u64 * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
 }
 
 /// Build the streaming response. The log line is printed when the stream ends.

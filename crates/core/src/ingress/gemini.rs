@@ -48,9 +48,17 @@ use crate::sse::frame_data;
 use crate::usage::Usage;
 use serde_json::{Map, Value};
 
+/// `{model}:{method}` of a Gemini path (`/v1beta/models/…`, or `/v1/models/…` as the SDKs use
+/// with `api_version="v1"`).
+pub fn model_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))
+        .filter(|rest| rest.contains(':'))
+}
+
 /// The route name and whether a stream was asked for, from the path (and `alt=sse`).
 pub fn target<'a>(path: &'a str, query: &str) -> Result<(&'a str, bool), GatewayError> {
-    let rest = path.strip_prefix("/v1beta/models/").unwrap_or("");
+    let rest = model_path(path).unwrap_or("");
     if let Some(model) = rest.strip_suffix(":generateContent") {
         return Ok((model, false));
     }
@@ -594,6 +602,10 @@ mod tests {
         let e = target("/v1beta/models/m:countTokens", "").unwrap_err();
         assert_eq!(e.status(), 404);
         assert_eq!(target("/v1beta/models/m", "").unwrap_err().status(), 404);
+        assert_eq!(
+            target("/v1/models/m:generateContent", "").unwrap(),
+            ("m", false)
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | OpenAI | `POST /v1/chat/completions` | the canonical shape, passed through |
 //! | Anthropic Messages | `POST /v1/messages` | [`anthropic`] |
-//! | Gemini | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` | [`gemini`] |
+//! | Gemini | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` (also under `/v1/`) | [`gemini`] |
 //!
 //! Streams stay honest in every format: the relay ends a broken stream with an OpenAI error
 //! event and no `[DONE]`; the encoders turn that into the format's own error event
@@ -42,7 +42,7 @@ impl Format {
     pub fn of_path(path: &str) -> Format {
         if path == "/v1/messages" {
             Format::Anthropic
-        } else if path.starts_with("/v1beta/") {
+        } else if path.starts_with("/v1beta/") || gemini::model_path(path).is_some() {
             Format::Gemini
         } else {
             Format::OpenAi
@@ -348,6 +348,11 @@ mod tests {
         );
         assert_eq!(Format::of_path("/v1/chat/completions"), Format::OpenAi);
         assert_eq!(Format::of_path("/v1/messagesx"), Format::OpenAi);
+        assert_eq!(
+            Format::of_path("/v1/models/m:generateContent"),
+            Format::Gemini
+        );
+        assert_eq!(Format::of_path("/v1/models"), Format::OpenAi);
     }
 
     #[test]
