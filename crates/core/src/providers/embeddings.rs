@@ -24,8 +24,6 @@ use serde_json::{Map, Value};
 pub struct EmbeddingsRequest {
     pub body: Map<String, Value>,
     pub model: String,
-    /// The inputs as texts; `None` when they are token arrays.
-    pub texts: Option<Vec<String>>,
     /// How many vectors the answer must hold.
     pub count: usize,
     pub base64: bool,
@@ -47,17 +45,11 @@ impl EmbeddingsRequest {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             _ => return Err(bad("model", "must be a non-empty string")),
         };
-        let input = body.get("input").unwrap_or(&Value::Null);
-        let texts: Option<Vec<String>> = match input {
-            Value::String(t) => Some(vec![t.clone()]),
-            Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
-            _ => None,
-        };
-        let count = match input {
-            Value::String(_) => 1,
-            // One token array, or several (texts or token arrays).
-            Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_u64) => 1,
-            Value::Array(a) if a.iter().all(|x| x.is_string() || x.is_array()) => a.len(),
+        let count = match body.get("input") {
+            Some(Value::String(_)) => 1,
+            // One token array, or several inputs (texts or token arrays).
+            Some(Value::Array(a)) if a.iter().all(Value::is_u64) => usize::from(!a.is_empty()),
+            Some(Value::Array(a)) if a.iter().all(|x| x.is_string() || x.is_array()) => a.len(),
             _ => 0,
         };
         if count == 0 {
@@ -66,25 +58,27 @@ impl EmbeddingsRequest {
                 "must be a string, a non-empty array of strings, or token arrays",
             ));
         }
-        let base64 = match body.get("encoding_format").and_then(Value::as_str) {
-            None if body.get("encoding_format").is_none_or(Value::is_null) => false,
-            Some("float") => false,
-            Some("base64") => true,
+        let base64 = match body.get("encoding_format") {
+            None | Some(Value::Null) => false,
+            Some(f) if f == "float" => false,
+            Some(f) if f == "base64" => true,
             _ => return Err(bad("encoding_format", "must be \"float\" or \"base64\"")),
         };
-        if body
-            .get("dimensions")
-            .is_some_and(|d| !d.is_null() && d.as_u64().is_none_or(|d| d == 0))
-        {
-            return Err(bad("dimensions", "must be a positive integer"));
-        }
         Ok(EmbeddingsRequest {
             body,
             model,
-            texts,
             count,
             base64,
         })
+    }
+
+    /// The inputs as texts; `None` when they are token arrays.
+    pub fn texts(&self) -> Option<Vec<&str>> {
+        match self.body.get("input")? {
+            Value::String(t) => Some(vec![t.as_str()]),
+            Value::Array(a) => a.iter().map(Value::as_str).collect(),
+            _ => None,
+        }
     }
 }
 
@@ -96,19 +90,9 @@ pub fn build(
     api_key: Option<&str>,
 ) -> Result<UpstreamRequest, GatewayError> {
     let base = provider.base_url();
-    let unsupported = |param: &str, why: &str| {
-        GatewayError::new(
-            ErrorKind::UnsupportedParameter,
-            format!(
-                "provider {:?} cannot embed this request: {why}",
-                provider.id
-            ),
-        )
-        .with_param(param)
-    };
     let mut headers = vec![("content-type", "application/json".to_string())];
-    let (url, body) = match provider.kind.protocol() {
-        Protocol::OpenAi => {
+    let (url, body) = match (provider.kind.protocol(), req.texts()) {
+        (Protocol::OpenAi, _) => {
             let mut body = req.body.clone();
             put(&mut body, "model", Value::String(target_model.to_string()));
             if let Some(key) = api_key {
@@ -119,14 +103,7 @@ pub fn build(
                 Value::Object(body).to_string(),
             )
         }
-        Protocol::Anthropic => return Err(unsupported("model", "Anthropic has no embeddings API")),
-        Protocol::Gemini => {
-            let Some(texts) = &req.texts else {
-                return Err(unsupported(
-                    "input",
-                    "Gemini embeds texts, not token arrays",
-                ));
-            };
+        (Protocol::Gemini, Some(texts)) => {
             let model = target_model.strip_prefix("models/").unwrap_or(target_model);
             let dims = req
                 .body
@@ -134,15 +111,13 @@ pub fn build(
                 .filter(|d| !d.is_null())
                 .map_or(String::new(), |d| format!(r#","outputDimensionality":{d}"#));
             let name = esc(&format!("models/{model}"));
-            let requests: Vec<String> = texts
-                .iter()
-                .map(|t| {
-                    format!(
-                        r#"{{"model":{name},"content":{{"parts":[{{"text":{}}}]}}{dims}}}"#,
-                        esc(t)
-                    )
-                })
-                .collect();
+            let mut requests = Vec::with_capacity(texts.len());
+            for t in texts {
+                requests.push(format!(
+                    r#"{{"model":{name},"content":{{"parts":[{{"text":{}}}]}}{dims}}}"#,
+                    esc(t)
+                ));
+            }
             if let Some(key) = api_key {
                 headers.push(("x-goog-api-key", key.to_string()));
             }
@@ -150,6 +125,14 @@ pub fn build(
                 format!("{base}/models/{model}:batchEmbedContents"),
                 format!(r#"{{"requests":[{}]}}"#, requests.join(",")),
             )
+        }
+        // Anthropic has no embeddings API; Gemini embeds texts, not token arrays.
+        _ => {
+            return Err(GatewayError::new(
+                ErrorKind::UnsupportedParameter,
+                format!("provider {:?} cannot embed this input", provider.id),
+            )
+            .with_param("input"))
         }
     };
     Ok(UpstreamRequest {
@@ -198,9 +181,9 @@ pub fn parse_answer(
         ));
     }
     let tokens: u64 = req
-        .texts
+        .texts()
+        .unwrap_or_default()
         .iter()
-        .flatten()
         .map(|t| (t.len() as u64).div_ceil(4))
         .sum();
     let out = format!(
@@ -265,11 +248,11 @@ mod tests {
             json!({"model": "e", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 4}),
         );
         assert_eq!((r.count, r.base64), (2, true));
-        assert_eq!(r.texts, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(r.texts(), Some(vec!["a", "b"]));
         assert_eq!(req(json!({"model": "e", "input": [1, 2, 3]})).count, 1);
         let tokens = req(json!({"model": "e", "input": [[1, 2], [3]], "encoding_format": null}));
         assert_eq!(
-            (tokens.count, tokens.texts.is_none(), tokens.base64),
+            (tokens.count, tokens.texts().is_none(), tokens.base64),
             (2, true, false)
         );
         let e = |b: Value| EmbeddingsRequest::parse(b.to_string().as_bytes()).unwrap_err();
@@ -293,12 +276,6 @@ mod tests {
                 .param
                 .as_deref(),
             Some("encoding_format")
-        );
-        assert_eq!(
-            e(json!({"model": "e", "input": "x", "dimensions": 0}))
-                .param
-                .as_deref(),
-            Some("dimensions")
         );
         assert_eq!(EmbeddingsRequest::parse(b"[]").unwrap_err().status(), 400);
     }
@@ -348,6 +325,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnsupportedParameter);
+        assert!(e.message.contains("\"claude\""), "{e}");
     }
 
     #[test]
