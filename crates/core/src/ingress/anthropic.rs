@@ -15,7 +15,7 @@
 //! | `max_tokens`, `stop_sequences`, `temperature`, `top_p`, `top_k` | `max_tokens`, `stop`, `temperature`, `top_p`, `top_k` |
 //! | `metadata.user_id` | `user` |
 //! | `tools` (custom tools) | function tools (`input_schema` → `parameters`) |
-//! | `tool_choice` auto / any / tool / none, `disable_parallel_tool_use` | `auto` / `required` / named function / `none`, `parallel_tool_calls: false` |
+//! | `tool_choice` auto / any / tool / none, `disable_parallel_tool_use` (with tools; without, ignored) | `auto` / `required` / named function / `none`, `parallel_tool_calls: false` |
 //! | `thinking.budget_tokens` | `reasoning_effort` (≤ 1024 minimal, ≤ 2048 low, ≤ 8192 medium, ≤ 16384 high, more xhigh) |
 //! | `output_config.effort` | `reasoning_effort` (`max` → `xhigh`) |
 //! | `output_config.format` (`json_schema`) | `response_format` `json_schema` |

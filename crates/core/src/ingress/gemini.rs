@@ -14,8 +14,8 @@
 //! | `functionCall` parts | `tool_calls`; the id is the part's `id`, else `call_<n>` |
 //! | `functionResponse` parts | `tool` messages, paired with the call by `id`, else by name; `response` as JSON text |
 //! | `generationConfig` `temperature`, `topP`, `topK`, `maxOutputTokens`, `stopSequences`, `candidateCount`, `seed`, `presencePenalty`, `frequencyPenalty` | `temperature`, `top_p`, `top_k`, `max_tokens`, `stop`, `n`, `seed`, `presence_penalty`, `frequency_penalty` |
-//! | `responseMimeType: application/json` (+ `responseSchema` / `responseJsonSchema`) | `response_format` `json_object` / `json_schema` (OpenAPI types lowered) |
-//! | `thinkingConfig.thinkingBudget` / `thinkingLevel` | `reasoning_effort` (0 none, ≤ 512 minimal, ≤ 1024 low, ≤ 8192 medium, more high; −1 is the model's default) |
+//! | `responseMimeType: application/json` (+ `responseSchema` / `responseJsonSchema`) | `response_format` `json_object` / `json_schema` (OpenAPI types lowered); other MIME types are plain text |
+//! | `thinkingConfig.thinkingBudget` | `reasoning_effort` (0 none, ≤ 512 minimal, ≤ 1024 low, ≤ 8192 medium, more high; −1, the model's default, and `thinkingLevel` set nothing) |
 //! | `tools[].functionDeclarations` | function tools (`parameters` or `parametersJsonSchema`) |
 //! | `toolConfig.functionCallingConfig` AUTO / ANY / NONE (+ one `allowedFunctionNames`) | `tool_choice` auto / required / none / named |
 //! | other tools (`googleSearch`, `codeExecution`, …), `executableCode` parts | 400 `unsupported_parameter` |
@@ -31,9 +31,9 @@
 //!
 //! # Stream
 //!
-//! One `data: GenerateContentResponse` per text piece, as it arrives. Tool calls are sent whole
-//! (Gemini never splits a `functionCall`) in the last chunk, which also carries the finish
-//! reasons and `usageMetadata`. A broken stream ends with a `data: {"error":{…}}` chunk, which
+//! One `data: GenerateContentResponse` per text piece, as it arrives (one candidate: the answer's
+//! first choice). Tool calls are sent whole (Gemini never splits a `functionCall`) in the last
+//! chunk, which also carries the finish reason and `usageMetadata`. A broken stream ends with a `data: {"error":{…}}` chunk, which
 //! the SDKs raise.
 
 use super::anthropic::{assistant_message, chat_message, tool_call, tool_message};
