@@ -8,8 +8,8 @@
 //! outcome for the targets' circuit breakers (sent after the response). A streamed attempt counts
 //! as answered only once its first content token has arrived, so anything that breaks before
 //! that fails over invisibly to the caller.
+//! The same loop serves every kind of request ([`Work`]): chat, streamed or not, and embeddings.
 
-use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig};
 use switchyard_core::error::GatewayError;
 use switchyard_core::health::{self as core_health, target_id};
@@ -17,7 +17,7 @@ use switchyard_core::logline::AttemptRecord;
 use switchyard_core::policy::{
     AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy,
 };
-use switchyard_core::providers::{self, ChatStream, UpstreamAnswer};
+use switchyard_core::providers::{self, ChatStream, UpstreamAnswer, Work};
 use switchyard_core::routing::{self, Admission, Location, RequestFeatures};
 use worker::{ByteStream, Env, Request};
 
@@ -61,18 +61,19 @@ impl Hints {
         }
     }
 
-    fn features<'a>(&'a self, req: &ChatRequest) -> RequestFeatures<'a> {
-        let max_output_tokens = ["max_completion_tokens", "max_tokens"]
-            .iter()
-            .find_map(|k| req.body.get(*k).and_then(serde_json::Value::as_u64));
-        RequestFeatures {
-            prompt_tokens: routing::estimate_prompt_tokens(self.body_len),
-            max_output_tokens,
-            has_tools: req
+    fn features<'a>(&'a self, work: &Work) -> RequestFeatures<'a> {
+        let has_tools = match work {
+            Work::Chat(req) => req
                 .body
                 .get("tools")
                 .and_then(|t| t.as_array())
                 .is_some_and(|t| !t.is_empty()),
+            Work::Embeddings(_) => false,
+        };
+        RequestFeatures {
+            prompt_tokens: routing::estimate_prompt_tokens(self.body_len),
+            max_output_tokens: work.max_output_tokens(),
+            has_tools,
             tier_hint: self.tier.as_deref(),
             location: Location {
                 continent: self.continent.as_deref(),
@@ -125,7 +126,7 @@ pub async fn run(
     env: &Env,
     config: &Config,
     first_route: &RouteConfig,
-    req: &ChatRequest,
+    work: &Work,
     hints: &Hints,
     started_ms: u64,
     attempts: &mut Vec<AttemptRecord>,
@@ -133,7 +134,7 @@ pub async fn run(
     let mut route = first_route;
     let mut hops = 0;
     let health_settings = health::settings(config);
-    let features = hints.features(req);
+    let features = hints.features(work);
     'routes: loop {
         let policy = RetryPolicy::resolve(&config.retry, &route.retry);
         let deadlines = Deadlines::resolve(&config.deadlines, &route.deadlines);
@@ -235,7 +236,7 @@ pub async fn run(
                 provider,
                 key.as_ref(),
                 target,
-                req,
+                work,
                 &deadlines,
                 remaining,
                 &mut warnings,
@@ -356,7 +357,7 @@ async fn attempt(
     provider: &ProviderConfig,
     key: Option<&(String, String)>,
     target: &TargetConfig,
-    req: &ChatRequest,
+    work: &Work,
     deadlines: &Deadlines,
     remaining_ms: u64,
     warnings: &mut Vec<String>,
@@ -375,12 +376,13 @@ async fn attempt(
         .into());
     }
     // A target that cannot honour the request is skipped like a failed attempt (nothing is sent).
-    let up = providers::build_chat(provider, &target.model, req, key)
+    let up = work
+        .build(provider, &target.model, key)
         .map_err(|e| AttemptFailure::new(FailureClass::Unsupported, None, e.message))?;
     warnings.clone_from(&up.warnings);
     let protocol = provider.kind.protocol();
 
-    if !req.stream {
+    let Some(include_usage) = work.stream() else {
         let budget = deadlines.response_ms.min(remaining_ms);
         let t0 = now_ms();
         let mut inflight = upstream::send(&up, budget).await?;
@@ -389,10 +391,13 @@ async fn attempt(
         check_status(protocol, &mut inflight, left).await?;
         let body = upstream::read_all(&mut inflight, left, upstream::ANSWER_CAP, false).await?;
         let created = now_ms() / 1000;
-        return Ok(Answer::Complete(providers::parse_chat_answer_at(
-            protocol, body, created,
+        return Ok(Answer::Complete(work.parse_answer(
+            protocol,
+            body,
+            &target.model,
+            created,
         )?));
-    }
+    };
 
     let mut inflight = upstream::send(&up, deadlines.headers_ms.min(remaining_ms)).await?;
     *ttfb = Some(now_ms());
@@ -402,7 +407,7 @@ async fn attempt(
         .response
         .stream()
         .map_err(|_| AttemptFailure::connect("the upstream body could not be read"))?;
-    let mut translator = ChatStream::new(protocol, req.include_usage)
+    let mut translator = ChatStream::new(protocol, include_usage)
         .map_err(AttemptError::Fatal)?
         .with_created(now_ms() / 1000);
     let mut buffered = Vec::new();

@@ -1,10 +1,12 @@
-//! The request path, written down once and mirrored by [`handle`] and [`chat`]:
+//! The request path, written down once and mirrored by [`handle`] and [`serve`]:
 //!
 //! 1. request id — the caller's `x-request-id` if sane, else a fresh one; echoed on every answer
 //! 2. dispatch — path and method (`404` unknown path, `405` wrong method, CORS preflight)
 //! 3. configuration — parsed once per isolate; invalid → `500 config_invalid` naming the field
 //! 4. authenticate — tenant token or end-user token (`401`); origin and tenant state (`403`)
-//! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field)
+//! 5. read the body under the size cap (`413`), parse and validate it (`400` naming the field);
+//!    Anthropic Messages and Gemini requests become the canonical OpenAI request here, and
+//!    `/v1/embeddings` requests take the same path (never streamed, never cached)
 //! 6. route — the public model name to its route (`404 model_not_found`); allowed? (`403`)
 //! 7. cache read — the cache headers (`400` naming one), the route's policy → read KV; a fresh
 //!    entry answers now (`HIT`; admitted against request-rate limits only, no budget)
@@ -13,8 +15,9 @@
 //! 9. attempt loop — plan the targets' order (strategy, tier, residency, health snapshot), then
 //!    translate, fetch with deadlines, classify, retry or fail over ([`attempts`]); if it fails
 //!    while a stale entry is held, that entry answers (`STALE`)
-//! 10. respond — OpenAI shape, streamed or not; `x-switchyard-*` headers say who answered, cost
-//!     and cache status (`MISS`/`BYPASS`); a stream is accumulated for the cache as it is sent
+//! 10. respond — in the caller's format (OpenAI, Anthropic or Gemini; errors too), streamed or
+//!     not; `x-switchyard-*` headers say who answered, cost and cache status; a stream is
+//!     accumulated for the cache as it is sent
 //! 11. after the response (`ctx.wait_until`) — cache write (and wake the coalesced followers);
 //!     ledger row, gate settlement, alerts; outcomes to the targets' circuit breakers when due;
 //!     and one JSON log line per request (for streams, when the stream ends)
@@ -23,10 +26,11 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 use switchyard_core::cache::{self, CacheHeaders, CacheStatus, Entry, Lookup, StreamAccumulator};
-use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, ModelConfig, RouteConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ingress::Format;
 use switchyard_core::logline::{attempts_header, rfc3339, AttemptRecord, LogLine};
+use switchyard_core::providers::Work;
 use switchyard_core::tenancy::{cost_nanos, format_usd, worst_case_nanos};
 use switchyard_core::usage::Usage;
 use worker::{console_log, Context, Env, Headers, Method, Request, Response};
@@ -43,6 +47,8 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
 const API_PATHS: &[(&str, &str)] = &[
     ("/v1/chat/completions", "POST"),
+    ("/v1/messages", "POST"),
+    ("/v1/embeddings", "POST"),
     ("/v1/models", "GET"),
     ("/healthz", "GET"),
 ];
@@ -54,6 +60,8 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let path = req.path();
     let method = req.method();
     let origin = req.headers().get("origin").ok().flatten();
+    // Anthropic and Gemini callers get answers and errors in their own format.
+    let format = Format::of_path(&path);
     let mut log = LogLine::new(
         request_id.clone(),
         method.to_string(),
@@ -67,10 +75,13 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
             200,
             &serde_json::json!({"status": "ok"}),
         ))),
-        (Method::Options, p) if p.starts_with("/v1/") => preflight(&env, req.headers()).await,
+        (Method::Options, p) if is_api(p) => preflight(&env, req.headers()).await,
         (Method::Get, "/v1/models") => models(&env, &req).await,
-        (Method::Post, "/v1/chat/completions") => {
-            chat(&mut req, &env, &ctx, started, &request_id, &mut log).await
+        (Method::Post, "/v1/chat/completions" | "/v1/messages" | "/v1/embeddings") => {
+            serve(&mut req, &env, &ctx, started, &request_id, &mut log, format).await
+        }
+        (Method::Post, _) if format == Format::Gemini => {
+            serve(&mut req, &env, &ctx, started, &request_id, &mut log, format).await
         }
         (m, p) if p.starts_with("/admin/") => crate::admin::handle(&mut req, &env, &ctx, m, p)
             .await
@@ -92,7 +103,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
         Ok(Handled::Streaming(resp)) => (resp, true),
         Err(err) => {
             log.error_code = Some(err.kind.code());
-            let resp = error_response(&err);
+            let resp = error_response(format, &err);
             if let (ErrorKind::MethodNotAllowed, Some(m)) = (err.kind, allowed_method) {
                 let _ = resp.headers().set("allow", m);
             }
@@ -101,7 +112,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     };
     let _ = resp.headers_mut().set("x-request-id", &request_id);
     if let Some(origin) = origin.as_deref() {
-        if path.starts_with("/v1/") && records::origin_known(&env, origin).await.unwrap_or(false) {
+        if is_api(&path) && records::origin_known(&env, origin).await.unwrap_or(false) {
             cors_headers(resp.headers(), origin);
         }
     }
@@ -113,6 +124,11 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     log.latency_ms = now_ms() - started;
     console_log!("{}", log.to_json());
     resp
+}
+
+/// The API paths browsers may call (CORS).
+fn is_api(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/v1beta/")
 }
 
 enum Handled {
@@ -167,7 +183,8 @@ async fn preflight(env: &Env, headers: &Headers) -> Result<Handled, GatewayError
         .flatten()
         .unwrap_or_default();
     let allow = if requested.is_empty() {
-        "authorization, content-type, x-api-key, x-request-id".to_string()
+        "authorization, content-type, x-api-key, x-goog-api-key, anthropic-version, x-request-id"
+            .to_string()
     } else {
         requested
     };
@@ -198,10 +215,8 @@ fn prices<'a>(config: &'a Config, provider: &str, model: &str) -> Option<&'a Mod
 }
 
 /// The most this request can cost on any of the route's targets.
-fn worst_case(config: &Config, route: &RouteConfig, chat: &ChatRequest, body_len: usize) -> u64 {
-    let max_tokens = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| chat.body.get(*k).and_then(serde_json::Value::as_u64));
+fn worst_case(config: &Config, route: &RouteConfig, work: &Work, body_len: usize) -> u64 {
+    let max_tokens = work.max_output_tokens();
     route
         .targets
         .iter()
@@ -217,13 +232,15 @@ fn worst_case(config: &Config, route: &RouteConfig, chat: &ChatRequest, body_len
         .unwrap_or(0)
 }
 
-async fn chat(
+/// Steps 3–10 for a chat completion (in any format) or embeddings.
+async fn serve(
     req: &mut Request,
     env: &Env,
     ctx: &Context,
     started: u64,
     request_id: &str,
     log: &mut LogLine,
+    format: Format,
 ) -> Result<Handled, GatewayError> {
     let config = platform::config(env)?;
     let caller = tenants::authenticate(env, req.headers()).await?;
@@ -233,17 +250,20 @@ async fn chat(
     tenants::check_origin(&caller, origin.as_deref())?;
 
     let body = read_body(req, config.max_body_bytes).await?;
-    let chat = ChatRequest::parse(&body)?;
+    // The query by hand: `Request::url` would link a whole URL parser into the worker.
+    let url = req.inner().url();
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let (work, ingress_warnings) = format.parse(&req.path(), query, &body)?;
     let body_len = body.len();
     drop(body);
-    log.stream = chat.stream;
-    log.route = Some(chat.model.clone());
-    let Some(route) = config.route(&chat.model) else {
+    log.stream = work.stream().is_some();
+    log.route = Some(work.model().to_string());
+    let Some(route) = config.route(work.model()) else {
         return Err(GatewayError::new(
             ErrorKind::ModelNotFound,
             format!(
                 "The model {:?} does not exist on this gateway; GET /v1/models lists the models",
-                clip(&chat.model, 200)
+                clip(work.model(), 200)
             ),
         )
         .with_param("model"));
@@ -257,20 +277,24 @@ async fn chat(
         header(cache::HEADER_TTL).as_deref(),
         header(cache::HEADER_NAMESPACE).as_deref(),
     )?;
-    let decision = cache::decide(
-        &route.cache,
-        &route.model,
-        &chat,
-        &cache_headers,
-        &caller.tenant.id,
-    );
-    let cache_status = decision.upstream_status();
-    log.cache = Some(cache_status.as_str());
+    // Chat answers only: embeddings are never cached.
+    let decision = match &work {
+        Work::Chat(chat) => Some(cache::decide(
+            &route.cache,
+            &route.model,
+            chat,
+            &cache_headers,
+            &caller.tenant.id,
+        )),
+        Work::Embeddings(_) => None,
+    };
+    let cache_status = decision.as_ref().map(|d| d.upstream_status());
+    log.cache = cache_status.map(|s| s.as_str());
     let deadlines =
         switchyard_core::policy::Deadlines::resolve(&config.deadlines, &route.deadlines);
     let hold_ms = deadlines.total_ms + 60_000;
     let (mut fresh, mut stale) = (None, None);
-    if decision.read {
+    if let Some(decision) = decision.as_ref().filter(|d| d.read) {
         match decision.lookup(kv_cache::get(env, &decision.key).await.as_deref(), now_ms()) {
             Lookup::Hit(entry) => fresh = Some(entry),
             Lookup::Stale(entry) => stale = Some(entry),
@@ -285,18 +309,19 @@ async fn chat(
             rates = rate_only(&caller);
             (&rates, 0)
         }
-        None => (&caller, worst_case(&config, route, &chat, body_len)),
+        None => (&caller, worst_case(&config, route, &work, body_len)),
     };
     let admission = tenants::admit(env, admit_as, request_id, reserve, hold_ms).await?;
 
     // Identical concurrent misses in this isolate: one leads, the others wait for its entry.
     let mut lead = None;
-    if fresh.is_none() && decision.read && decision.write {
+    let coalesce = decision.as_ref().filter(|d| d.read && d.write);
+    if let (None, Some(decision)) = (&fresh, coalesce) {
         match kv_cache::join(&decision.key) {
             Flight::Leader(l) => lead = Some(l),
             Flight::Follower(slot) => {
                 let mut until = started + deadlines.total_ms;
-                if chat.stream {
+                if work.stream().is_some() {
                     until = until.min(started + deadlines.first_token_ms);
                 }
                 fresh = kv_cache::follow(slot, until.saturating_sub(now_ms())).await;
@@ -311,15 +336,17 @@ async fn chat(
             attempts: String::new(),
         };
         return Ok(serve_cached(
-            ctx, env, caller, admission, hit, &chat, started, request_id, log,
+            ctx, env, caller, admission, hit, &work, format, started, request_id, log,
         ));
     }
-    let writer = decision.write.then(|| Writer { decision, lead });
+    let writer = decision
+        .filter(|d| d.write)
+        .map(|decision| Writer { decision, lead });
 
     let mut tried: Vec<AttemptRecord> = Vec::new();
     let residency = caller.tenant.residency.as_deref();
     let hints = attempts::Hints::new(req, request_id, body_len, residency);
-    let outcome = attempts::run(env, &config, route, &chat, &hints, started, &mut tried).await;
+    let outcome = attempts::run(env, &config, route, &work, &hints, started, &mut tried).await;
     // The attempts' outcomes reach the targets' circuit breakers after the response.
     crate::health::flush_after(ctx, env);
     log.attempts = tried.len();
@@ -331,7 +358,10 @@ async fn chat(
         ..Default::default()
     };
     let outcome = match outcome {
-        Ok(o) => o,
+        Ok(mut o) => {
+            o.warnings.extend(ingress_warnings);
+            o
+        }
         Err(failed) => {
             log.route = Some(failed.route);
             if let Some(last) = log.attempt_log.last() {
@@ -347,13 +377,15 @@ async fn chat(
                     attempts: attempts_value,
                 };
                 return Ok(serve_cached(
-                    ctx, env, caller, admission, served, &chat, started, request_id, log,
+                    ctx, env, caller, admission, served, &work, format, started, request_id, log,
                 ));
             }
-            let mut resp = error_response(&failed.error);
+            let mut resp = error_response(format, &failed.error);
             let h = resp.headers_mut();
             let _ = h.set("x-switchyard-attempts", &attempts_value);
-            let _ = h.set(cache::HEADER_STATUS, cache_status.as_str());
+            if let Some(status) = cache_status {
+                let _ = h.set(cache::HEADER_STATUS, status.as_str());
+            }
             // Nothing was answered: release the reservation, write no ledger row.
             settle_later(ctx, env, caller, admission, settlement, None);
             return Ok(Handled::Done(resp));
@@ -380,10 +412,10 @@ async fn chat(
                 .unwrap_or_else(|| outcome.target_model.clone());
             let store =
                 writer.map(|w| (w, answered_model.clone(), answer.usage, answer.body.clone()));
-            let resp = json_bytes(200, answer.body);
-            let _ = resp
-                .headers()
-                .set(cache::HEADER_STATUS, cache_status.as_str());
+            let resp = json_bytes(200, format.answer(answer.body, &usage));
+            if let Some(status) = cache_status {
+                let _ = resp.headers().set(cache::HEADER_STATUS, status.as_str());
+            }
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -422,11 +454,12 @@ async fn chat(
                 tx,
                 model_prices,
                 writer.as_ref().map(|_| StreamAccumulator::new()),
+                format.encoder(),
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
-            let _ = resp
-                .headers()
-                .set(cache::HEADER_STATUS, cache_status.as_str());
+            if let Some(status) = cache_status {
+                let _ = resp.headers().set(cache::HEADER_STATUS, status.as_str());
+            }
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -494,7 +527,8 @@ fn serve_cached(
     caller: Caller,
     admission: Admission,
     served: Served,
-    chat: &ChatRequest,
+    work: &Work,
+    format: Format,
     started: u64,
     request_id: &str,
     log: &mut LogLine,
@@ -505,13 +539,23 @@ fn serve_cached(
         attempts,
     } = served;
     let now = now_ms();
-    let (body, content_type) = if chat.stream {
-        (
-            entry.replay(chat.include_usage),
+    // Stored in OpenAI's shape; the caller gets its own format.
+    let (body, content_type) = match work.stream() {
+        Some(include_usage) => (
+            format.encoder().encode(entry.replay(include_usage)),
             "text/event-stream; charset=utf-8",
-        )
-    } else {
-        (entry.body(), "application/json")
+        ),
+        None => {
+            let u = &entry.usage;
+            let usage = Usage {
+                prompt_tokens: u.prompt,
+                completion_tokens: u.completion,
+                cached_tokens: u.cached,
+                reasoning_tokens: u.reasoning,
+                ..Usage::default()
+            };
+            (format.answer(entry.body(), &usage), "application/json")
+        }
     };
     let resp = json_bytes(200, body);
     let h = resp.headers();
@@ -521,7 +565,7 @@ fn serve_cached(
     let _ = h.set("x-switchyard-cost-usd", "0.0");
     set_answer_headers(
         &resp,
-        &chat.model,
+        work.model(),
         &entry.provider,
         &entry.model,
         &attempts,
@@ -534,7 +578,7 @@ fn serve_cached(
     log.ttfb_ms = Some(now - started);
     let settlement = Settlement {
         request_id: request_id.to_string(),
-        route: chat.model.clone(),
+        route: work.model().to_string(),
         provider: entry.provider,
         model: entry.model,
         cost_nanos: Some(0),

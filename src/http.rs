@@ -2,6 +2,7 @@
 
 use futures_util::StreamExt;
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ingress::Format;
 use worker::{Headers, Request, Response};
 
 /// Read the body, refusing (413) as soon as it grows past `cap` bytes.
@@ -55,9 +56,10 @@ pub fn json_value(status: u16, value: &serde_json::Value) -> Response {
     json_bytes(status, value.to_string().into_bytes())
 }
 
-/// An OpenAI-shaped error response with the right status (and `Retry-After` when known).
-pub fn error_response(err: &GatewayError) -> Response {
-    let resp = json_bytes(err.status(), err.to_body().into_bytes());
+/// An error response in the caller's format (OpenAI-shaped unless the caller speaks Anthropic or
+/// Gemini) with the right status (and `Retry-After` when known).
+pub fn error_response(format: Format, err: &GatewayError) -> Response {
+    let resp = json_bytes(err.status(), format.error_body(err).into_bytes());
     if let Some(secs) = err.retry_after_secs {
         let _ = resp.headers().set("retry-after", &secs.to_string());
     }

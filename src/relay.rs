@@ -1,5 +1,7 @@
 //! The caller's side of a stream: forwards chunks as they arrive, bounded by the idle and total
 //! deadlines, and ends a broken upstream with an in-band error event — never a clean `[DONE]`.
+//! The OpenAI chunks are re-framed in the caller's format ([`StreamEncoder`]) as they pass: the
+//! relay holds one upstream chunk at a time, never the answer.
 
 use futures_channel::oneshot;
 use futures_util::stream;
@@ -7,6 +9,7 @@ use serde_json::Value;
 use switchyard_core::cache::StreamAccumulator;
 use switchyard_core::config::ModelConfig;
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ingress::StreamEncoder;
 use switchyard_core::logline::LogLine;
 use switchyard_core::policy::{AttemptFailure, FailureClass};
 use switchyard_core::providers::openai::stream_error_event;
@@ -33,6 +36,7 @@ struct Relay {
     prices: Option<ModelConfig>,
     /// Fed every byte sent to the caller when the answer is to be cached.
     acc: Option<StreamAccumulator>,
+    encoder: StreamEncoder,
 }
 
 /// How a stream ended: what settlement (and the cache writer) needs.
@@ -47,6 +51,21 @@ pub struct StreamEnd {
 }
 
 impl Relay {
+    /// The caller's next bytes: the next OpenAI bytes, re-framed (skipping what encodes to none).
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let bytes = self.step().await?;
+            // The cache keeps the OpenAI form; the caller gets its own format.
+            if let Some(acc) = self.acc.as_mut() {
+                acc.feed(&bytes);
+            }
+            let out = self.encoder.encode(bytes);
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+    }
+
     async fn step(&mut self) -> Option<Vec<u8>> {
         if let Some(bytes) = self.pending.take() {
             if !bytes.is_empty() {
@@ -138,6 +157,7 @@ impl Relay {
             }
             log.malformed_chunks = t.malformed();
             log.client_closed = client_closed;
+            log.wasm_memory_bytes = Some(wasm_memory_bytes());
             log.latency_ms = now_ms().saturating_sub(self.started_ms);
             // A broken stream is charged what the upstream reported, if anything.
             let usage = t.usage();
@@ -171,9 +191,17 @@ impl Drop for Relay {
     }
 }
 
+/// The wasm linear memory's size in bytes (0 off wasm).
+fn wasm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) as u64 * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
 /// Build the streaming response. The log line is printed when the stream ends. With `acc`, every
-/// byte sent is accumulated and the completion handed over in [`StreamEnd`].
-#[allow(clippy::too_many_arguments)]
+/// OpenAI byte sent is accumulated and the completion handed over in [`StreamEnd`].
+#[allow(clippy::too_many_arguments)] // one call site; each is a distinct piece of the request
 pub fn stream_response(
     mut start: StreamStart,
     idle_ms: u64,
@@ -184,6 +212,7 @@ pub fn stream_response(
     end: oneshot::Sender<StreamEnd>,
     prices: Option<ModelConfig>,
     acc: Option<StreamAccumulator>,
+    encoder: StreamEncoder,
 ) -> worker::Result<Response> {
     let pending = Some(std::mem::take(&mut start.buffered));
     let relay = Relay {
@@ -198,13 +227,13 @@ pub fn stream_response(
         end: Some(end),
         prices,
         acc,
+        encoder,
     };
     let body = stream::unfold(relay, |mut relay| async move {
-        let bytes = relay.step().await?;
-        if let Some(acc) = relay.acc.as_mut() {
-            acc.feed(&bytes);
-        }
-        Some((Ok::<Vec<u8>, worker::Error>(bytes), relay))
+        relay
+            .next()
+            .await
+            .map(|bytes| (Ok::<Vec<u8>, worker::Error>(bytes), relay))
     });
     let resp = Response::from_stream(body)?;
     let h = resp.headers();

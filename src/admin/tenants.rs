@@ -240,10 +240,13 @@ pub async fn handle(
     match match_route(method.as_ref(), rest) {
         Match::NotFound => None,
         Match::WrongMethod(allow) => {
-            let resp = error_response(&GatewayError::new(
-                ErrorKind::MethodNotAllowed,
-                format!("This path accepts {allow} only"),
-            ));
+            let resp = error_response(
+                switchyard_core::ingress::Format::OpenAi,
+                &GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("This path accepts {allow} only"),
+                ),
+            );
             let _ = resp.headers().set("allow", &allow);
             Some(Ok(resp))
         }

@@ -40,7 +40,8 @@ fn unauthorized(message: &str) -> GatewayError {
     GatewayError::new(ErrorKind::Unauthorized, message)
 }
 
-/// The token from `Authorization: Bearer …` (OpenAI SDKs) or `x-api-key` (Anthropic SDK).
+/// The token from `Authorization: Bearer …` (OpenAI SDKs), `x-api-key` (Anthropic SDK) or
+/// `x-goog-api-key` (Gemini SDK).
 pub fn presented_token(headers: &Headers) -> Option<String> {
     let bearer = headers.get("authorization").ok().flatten().and_then(|v| {
         let v = v.trim();
@@ -48,14 +49,16 @@ pub fn presented_token(headers: &Headers) -> Option<String> {
             .or_else(|| v.strip_prefix("bearer "))
             .map(|t| t.trim().to_string())
     });
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .ok()
+            .flatten()
+            .map(|v| v.trim().to_string())
+    };
     bearer
-        .or_else(|| {
-            headers
-                .get("x-api-key")
-                .ok()
-                .flatten()
-                .map(|v| v.trim().to_string())
-        })
+        .or_else(|| header("x-api-key"))
+        .or_else(|| header("x-goog-api-key"))
         .filter(|t| !t.is_empty() && t.len() <= 4096)
 }
 
@@ -63,7 +66,7 @@ pub fn presented_token(headers: &Headers) -> Option<String> {
 pub async fn authenticate(env: &Env, headers: &Headers) -> Result<Caller, GatewayError> {
     let Some(token) = presented_token(headers) else {
         return Err(unauthorized(
-            "Missing API key: send `Authorization: Bearer <token>` (or `x-api-key`)",
+            "Missing API key: send `Authorization: Bearer <token>` (or `x-api-key`, `x-goog-api-key`)",
         ));
     };
     let caller = if token.starts_with(END_USER_PREFIX) {

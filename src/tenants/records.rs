@@ -121,7 +121,6 @@ fn remember(key: String, rec: Option<Rc<TenantRecord>>, now: u64) {
 }
 
 /// Forget every cached record (the admin API calls this after a change in this isolate).
-#[allow(dead_code)] // called by the admin routes
 pub fn forget_all() {
     CACHE.with(|c| c.borrow_mut().clear());
 }

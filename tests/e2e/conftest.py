@@ -163,6 +163,7 @@ def test_config(fake: Fake) -> dict:
             provider("small", models={"tiny-ctx": {"context_window": 8}}),
             provider("large", models={"huge-ctx": {"context_window": 1000000}}),
             provider("nokey", secret="TEST_UNSET_SECRET"),
+            provider("emb", models={"text-embedding-3-small": {"input_per_mtok": 0.02}}),
             {**provider("multikey"), "api_key_secrets": ["TEST_BAD_KEY", "TEST_OA_KEY"]},
             {"id": "anth", "kind": "anthropic", "base_url": f"{fake.base}/anth", "api_key_secrets": ["TEST_ANTH_KEY"]},
             {"id": "gem", "kind": "gemini", "base_url": f"{fake.base}/gem/v1beta", "api_key_secrets": ["TEST_GEM_KEY"]},
@@ -233,6 +234,24 @@ def test_config(fake: Fake) -> dict:
                 "model": "nokey-then-backup",
                 "targets": [{"provider": "nokey", "model": "x"}, {"provider": "backup", "model": "backup-1"}],
             },
+            {
+                "model": "long",
+                "targets": [{"provider": "oa", "model": "small-1"}],
+                "deadlines": {"total_ms": 110000, "idle_ms": 5000},
+            },
+            {"model": "embed", "targets": [{"provider": "emb", "model": "text-embedding-3-small"}]},
+            {"model": "embed-gemini", "targets": [{"provider": "gem", "model": "text-embedding-004"}]},
+            {
+                "model": "embed-failover",
+                "targets": [
+                    {"provider": "emb", "model": "text-embedding-3-small"},
+                    {"provider": "gem", "model": "text-embedding-004"},
+                ],
+            },
+            {
+                "model": "embed-claude-first",
+                "targets": [{"provider": "anth", "model": "claude-test"}, {"provider": "gem", "model": "text-embedding-004"}],
+            },
         ],
     }
 
@@ -253,9 +272,13 @@ def run_sql(state_dir: Path, command: str) -> list[dict]:
 
 
 class Gateway:
-    def __init__(self, port: int, log_path: Path, token: str = TENANT_TOKEN, state_dir: Path | None = None):
+    def __init__(
+        self, port: int, log_path: Path, token: str = TENANT_TOKEN, state_dir: Path | None = None, pid: int | None = None
+    ):
         self.state_dir = state_dir
         self.port = port
+        # The `wrangler dev` process (its workerd children serve the requests).
+        self.pid = pid
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.token = token
@@ -434,7 +457,7 @@ def gateway(fake: Fake, workdir: Path) -> Gateway:
         log_path,
         seed=seed_sql(TENANT, TENANT_TOKEN),
     )
-    yield Gateway(port, log_path, state_dir=workdir / "state")
+    yield Gateway(port, log_path, state_dir=workdir / "state", pid=proc.pid)
     _stop(proc)
 
 

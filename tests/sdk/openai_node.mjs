@@ -1,8 +1,10 @@
-// The official `openai` npm SDK against the gateway: a plain and a streamed completion.
-// Usage: node tests/sdk/openai_node.mjs <base_url> <model> <api_key>. Prints one JSON object.
+// The official `openai` npm SDK against the gateway: plain, streamed, a tools round trip, JSON
+// mode and embeddings.
+// Usage: node tests/sdk/openai_node.mjs <base_url> <model> <api_key> [embeddings_model].
+// Prints one JSON object.
 import OpenAI from "openai";
 
-const [baseURL, model, apiKey] = process.argv.slice(2);
+const [baseURL, model, apiKey, embedModel] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
 
 const plain = await client.chat.completions.create({
@@ -26,6 +28,38 @@ for await (const chunk of stream) {
   if (choice?.finish_reason) finish = choice.finish_reason;
 }
 
+const weather = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    parameters: { type: "object", properties: { location: { type: "string" } }, required: ["location"] },
+  },
+};
+const ask = [{ role: "user", content: "[[fake:tool_call]] weather in Paris?" }];
+const toolAnswer = await client.chat.completions.create({ model, messages: ask, tools: [weather] });
+const call = toolAnswer.choices[0].message.tool_calls[0];
+const afterTool = await client.chat.completions.create({
+  model,
+  tools: [weather],
+  messages: [
+    { role: "user", content: "weather in Paris?" },
+    toolAnswer.choices[0].message,
+    { role: "tool", tool_call_id: call.id, content: '{"temp_c": 21}' },
+  ],
+});
+
+const jsonMode = await client.chat.completions.create({
+  model,
+  messages: [{ role: "user", content: "answer in JSON" }],
+  response_format: { type: "json_object" },
+});
+
+let embeddings = null;
+if (embedModel) {
+  // The SDK asks for base64 and decodes it.
+  embeddings = await client.embeddings.create({ model: embedModel, input: ["one", "two"] });
+}
+
 console.log(JSON.stringify({
   plain: plain.choices[0].message.content,
   plain_usage: plain.usage,
@@ -33,4 +67,10 @@ console.log(JSON.stringify({
   streamed,
   stream_usage: usage,
   finish,
+  tool_finish: toolAnswer.choices[0].finish_reason,
+  tool_args: JSON.parse(call.function.arguments),
+  after_tool: afterTool.choices[0].message.content,
+  json: JSON.parse(jsonMode.choices[0].message.content),
+  embedding_dims: embeddings ? embeddings.data.map((d) => d.embedding.length) : null,
+  embedding_usage: embeddings ? embeddings.usage.prompt_tokens : null,
 }));

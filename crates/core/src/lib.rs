@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod ingress;
 pub mod logline;
 pub mod policy;
 pub mod providers;

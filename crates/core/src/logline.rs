@@ -85,6 +85,10 @@ pub struct LogLine {
     /// The caller disconnected before the stream ended.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub client_closed: bool,
+    /// Streams: the isolate's wasm memory when the stream ended, in bytes. It never shrinks, so
+    /// it bounds what any stream so far held at once (the relay holds one chunk at a time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm_memory_bytes: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -241,9 +241,7 @@ pub fn format_usd(nanos: u64) -> String {
 
 /// USD (as given in JSON) to nano-USD; `None` for negative or non-finite amounts.
 pub fn usd_to_nanos(usd: f64) -> Option<u64> {
-    (0.0..1e9)
-        .contains(&usd)
-        .then(|| (usd * 1e9).round() as u64)
+    (usd.is_finite() && (0.0..1e9).contains(&usd)).then(|| (usd * 1e9).round() as u64)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ impl Usage {
     /// Read Anthropic's `usage` object (a message's, or the running total of a stream's
     /// `message_start` and `message_delta` usage). Anthropic's `input_tokens` excludes cache
     /// reads and writes, so the prompt is the sum of the three; thinking tokens are part of
-    /// `output_tokens` and not reported apart.
+    /// `output_tokens`, broken out in `output_tokens_details.thinking_tokens` when reported.
     pub fn from_anthropic(v: &Value) -> Usage {
         let cached = u(v, &["cache_read_input_tokens"]);
         let written = u(v, &["cache_creation_input_tokens"]);
@@ -49,7 +49,7 @@ impl Usage {
             completion_tokens: u(v, &["output_tokens"]),
             cached_tokens: cached,
             cache_write_tokens: written,
-            reasoning_tokens: 0,
+            reasoning_tokens: u(v, &["output_tokens_details", "thinking_tokens"]),
         }
     }
 
@@ -124,6 +124,9 @@ mod tests {
         );
         assert_eq!(u.to_openai()["total_tokens"], 137);
         assert_eq!(Usage::from_anthropic(&json!({})), Usage::default());
+        let thinking = json!({"input_tokens": 1, "output_tokens": 9,
+                              "output_tokens_details": {"thinking_tokens": 6}});
+        assert_eq!(Usage::from_anthropic(&thinking).reasoning_tokens, 6);
     }
 
     #[test]

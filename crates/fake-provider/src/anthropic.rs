@@ -76,8 +76,16 @@ pub fn message_json(a: &Answer) -> Value {
         "content": [block],
         "stop_reason": stop_reason(a),
         "stop_sequence": null,
-        "usage": usage_json(&a.usage, a.usage.completion())
+        "usage": with_thinking(usage_json(&a.usage, a.usage.completion()), &a.usage)
     })
+}
+
+/// Final usage carries `output_tokens_details.thinking_tokens` = R when R > 0.
+fn with_thinking(mut usage: Value, u: &Usage) -> Value {
+    if u.reasoning > 0 {
+        usage["output_tokens_details"] = json!({"thinking_tokens": u.reasoning});
+    }
+    usage
 }
 
 /// The real event sequence: `message_start`, `content_block_start`, `ping`,
@@ -136,7 +144,7 @@ pub fn stream_plan(a: &Answer) -> StreamPlan {
         json!({
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason(a), "stop_sequence": null},
-            "usage": {"output_tokens": a.usage.completion()}
+            "usage": with_thinking(json!({"output_tokens": a.usage.completion()}), &a.usage)
         }),
     );
     push(

@@ -2,7 +2,7 @@
 //! `[[fake@INSTANCE:spec]]` / `[[fake:spec]]` markers that carry them in bodies.
 
 /// Upper bound for `words=N`, so a typo cannot make the server build a huge reply.
-pub const MAX_WORDS: u64 = 100_000;
+pub const MAX_WORDS: u64 = 1_000_000;
 
 /// `error=KIND` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,27 @@ use crate::sse::frame_data;
 use crate::usage::Usage;
 use serde_json::{json, Map, Value};
 
+/// Insert into a JSON object: one out-of-line copy of the map's insertion code instead of one
+/// per call site (it matters for the worker's size).
+#[inline(never)]
+pub fn put(m: &mut Map<String, Value>, key: &str, value: Value) {
+    m.insert(key.to_string(), value);
+}
+
+/// A string as a JSON string literal (quoted and escaped), for JSON written with `format!`.
+pub fn esc(text: &str) -> String {
+    Value::String(text.to_string()).to_string()
+}
+
+/// `{"k": v, …}`: one shared function instead of the `json!` macro's code at every call site.
+pub fn obj(pairs: &mut [(&str, Value)]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in pairs.iter_mut() {
+        put(&mut m, k, v.take());
+    }
+    Value::Object(m)
+}
+
 /// The target a request is being translated for, to name it in errors and warnings.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {

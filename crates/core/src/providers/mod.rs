@@ -8,8 +8,11 @@
 
 pub mod anthropic;
 mod common;
+pub mod embeddings;
 pub mod gemini;
 pub mod openai;
+
+pub use common::{esc, header_safe, is_neutral, obj, put};
 
 use crate::chat::ChatRequest;
 use crate::config::{Protocol, ProviderConfig};
@@ -37,6 +40,67 @@ pub struct UpstreamAnswer {
     pub usage: Option<Usage>,
     /// The model the upstream says answered.
     pub model: Option<String>,
+}
+
+/// What one request asks of its targets: the request path and the attempt loop are the same
+/// for every kind.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Chat(ChatRequest),
+    Embeddings(embeddings::EmbeddingsRequest),
+}
+
+impl Work {
+    /// The public model name (the route) asked for.
+    pub fn model(&self) -> &str {
+        match self {
+            Work::Chat(r) => &r.model,
+            Work::Embeddings(r) => &r.model,
+        }
+    }
+
+    /// The caller's output token cap (embeddings have no output).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        match self {
+            Work::Chat(r) => r.max_output_tokens(),
+            Work::Embeddings(_) => Some(0),
+        }
+    }
+
+    /// The upstream request for `target_model` on `provider`.
+    pub fn build(
+        &self,
+        provider: &ProviderConfig,
+        target_model: &str,
+        api_key: Option<&str>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        match self {
+            Work::Chat(r) => build_chat(provider, target_model, r, api_key),
+            Work::Embeddings(r) => embeddings::build(provider, target_model, r, api_key),
+        }
+    }
+
+    /// Whether the caller asked for a stream (and, if so, for the usage chunk).
+    pub fn stream(&self) -> Option<bool> {
+        match self {
+            Work::Chat(r) if r.stream => Some(r.include_usage),
+            _ => None,
+        }
+    }
+
+    /// Read a successful (2xx) complete answer, in OpenAI's shape.
+    pub fn parse_answer(
+        &self,
+        protocol: Protocol,
+        body: Vec<u8>,
+        target_model: &str,
+        created_unix_secs: u64,
+    ) -> Result<UpstreamAnswer, AttemptFailure> {
+        match self {
+            Work::Chat(_) => parse_chat_answer_at(protocol, body, created_unix_secs),
+            Work::Embeddings(r) => embeddings::parse_answer(protocol, body, r, target_model),
+        }
+    }
 }
 
 /// Build the upstream chat request for `target_model` on `provider`.
