@@ -41,6 +41,7 @@ from conftest import (  # noqa: E402  (the e2e harness starts and stops processe
 )
 
 TOKEN = "sy_bench_tenant_token_local_only"
+CARGO_BIN = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -122,12 +123,12 @@ def main() -> None:
         subprocess.run(["bash", "scripts/build.sh"], cwd=ROOT, check=True, env=env)
         fwd_env = dict(env)
         fwd_env.update(
-            WASM_BINDGEN_BIN=str(Path.home() / ".cargo/bin/wasm-bindgen"),
+            WASM_BINDGEN_BIN=str(CARGO_BIN / "wasm-bindgen"),
             WASM_OPT_BIN=str(BIN / "wasm-opt"),
             ESBUILD_BIN=str(BIN / "esbuild"),
         )
         subprocess.run(
-            [str(Path.home() / ".cargo/bin/worker-build"), "--release"],
+            [str(CARGO_BIN / "worker-build"), "--release"],
             cwd=ROOT / "bench" / "forwarder",
             check=True,
             env=fwd_env,

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 if [[ "${SWITCHYARD_SKIP_BUILD:-}" == 1 && -f build/index.js ]]; then
   exit 0
 fi
-export PATH="$HOME/.cargo/bin:$PATH"
-export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+export WASM_BINDGEN_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen"
 export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
 args=(--release)

@@ -6,7 +6,7 @@
 #   PyPI: the end-to-end test tools and official SDKs, in .venv (tests/requirements.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 WORKER_BUILD_VERSION=0.8.7
