@@ -408,3 +408,31 @@ def test_purge_a_tenant_and_one_key(gateway):
     assert wrong.status_code == 405
     assert gateway.admin.delete("/cache/tenants/a:b").status_code == 400
     assert gateway.admin.delete("/cache/keys/not%20a%20key").status_code == 400
+
+
+def test_hits_answer_in_the_callers_own_format(gateway, fake):
+    """Entries are stored in OpenAI's shape; Anthropic and Gemini callers get theirs back."""
+    tag = uid()
+    text = f"cached across formats [[fake:id={tag}]]"
+    messages = {"model": "cached", "max_tokens": 50, "temperature": 0, "messages": msg(text)}
+    post = lambda: gateway.http.post("/v1/messages", json=messages)  # noqa: E731
+    first = post()
+    assert first.status_code == 200 and first.json()["type"] == "message"
+    hit = until_hit(post)
+    body = hit.json()
+    assert body["type"] == "message" and body["role"] == "assistant"
+    assert body["content"][0]["text"] == first.json()["content"][0]["text"]
+    assert body["stop_reason"] == "end_turn"
+    # Streamed from the cache: Anthropic's event sequence, not OpenAI chunks.
+    s = gateway.http.post("/v1/messages", json={**messages, "stream": True})
+    assert s.headers[STATUS] == "HIT"
+    events = [l[7:] for l in s.text.splitlines() if l.startswith("event: ")]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert "data: [DONE]" not in s.text
+    # Gemini callers too.
+    g = {"contents": [{"role": "user", "parts": [{"text": text}]}], "generationConfig": {"temperature": 0, "maxOutputTokens": 50}}
+    gpost = lambda: gateway.http.post("/v1beta/models/cached:generateContent", json=g)  # noqa: E731
+    assert gpost().status_code == 200
+    ghit = until_hit(gpost).json()
+    assert ghit["candidates"][0]["content"]["parts"][0]["text"]
+    assert len(fake.requests(id=tag)) <= 3, "each format's first request may miss; hits stay local"
