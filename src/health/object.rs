@@ -14,6 +14,7 @@
 //! | `/snapshot` | — | `TargetSnapshot::encode` |
 //! | `/report` (`o`: `TargetReport::encode_entries`) | `TargetHealth::apply` | `TargetSnapshot::encode` |
 //! | `/probe` | `Breaker::try_acquire_probe` | `TargetSnapshot::encode`, and `x-probe-token` when granted |
+//! | `/cron_probe` | the same, else an idle probe when `TargetHealth::idle_probe_due` | the same; an idle probe's token is `i<epoch>` |
 //! | `/view` | — | `TargetView::to_json` |
 //! | `/open` (`until_ms` optional), `/close`, `/reset` | the operator's `force_open`, `force_close`, `reset` | `TargetView::to_json` |
 //!
@@ -22,7 +23,9 @@
 
 use std::cell::RefCell;
 
-use switchyard_core::health::{HealthConfig, State as BreakerState, TargetHealth, TargetReport};
+use switchyard_core::health::{
+    HealthConfig, State as BreakerState, TargetHealth, TargetReport, IDLE_PROBE_MS,
+};
 use switchyard_core::logline::rfc3339;
 use worker::{console_log, durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -66,9 +69,12 @@ impl DurableObject for TargetHealthObject {
             }
             _ => None,
         };
-        let cfg = match crate::platform::config(&self.env) {
-            Ok(c) => crate::health::settings(&c).health,
-            Err(_) => HealthConfig::default(),
+        let (cfg, idle_probe_ms) = match crate::platform::config(&self.env) {
+            Ok(c) => {
+                let s = crate::health::settings(&c);
+                (s.health, s.idle_probe_ms)
+            }
+            Err(_) => (HealthConfig::default(), IDLE_PROBE_MS),
         };
         self.load().await?;
         let now = now_ms();
@@ -96,7 +102,22 @@ impl DurableObject for TargetHealthObject {
                     false
                 }
                 "probe" => {
-                    token = h.breaker.try_acquire_probe(&cfg.breaker, now);
+                    token = h
+                        .breaker
+                        .try_acquire_probe(&cfg.breaker, now)
+                        .map(|t| t.to_string());
+                    false
+                }
+                "cron_probe" => {
+                    // The half-open slot if due; else an idle probe of a closed, silent target,
+                    // reported as ordinary traffic at the current epoch (token `i<epoch>`).
+                    token = match h.breaker.try_acquire_probe(&cfg.breaker, now) {
+                        Some(t) => Some(t.to_string()),
+                        None if h.idle_probe_due(now, idle_probe_ms) => {
+                            Some(format!("i{}", h.breaker.epoch()))
+                        }
+                        None => None,
+                    };
                     false
                 }
                 "view" => true,
@@ -131,7 +152,7 @@ impl DurableObject for TargetHealthObject {
         }
         let resp = Response::ok(body)?;
         if let Some(t) = token {
-            resp.headers().set("x-probe-token", &t.to_string())?;
+            resp.headers().set("x-probe-token", &t)?;
         }
         Ok(resp)
     }

@@ -1,9 +1,11 @@
 //! Active probes, from the cron (`[triggers] crons = ["* * * * *"]`, every minute).
 //!
-//! For every target of every route, the target's Durable Object is asked for the half-open probe
-//! slot (`/probe`): granted only when the breaker is half-open (its cooldown over) and no probe
-//! is out, so a closed or cooling-down target costs one cheap call and no upstream request, and
-//! the single-probe rule holds across traffic and cron alike. With the slot, the gateway sends
+//! For every target of every route, the target's Durable Object is asked for a probe
+//! (`/cron_probe`): the half-open slot when the breaker is half-open (its cooldown over) and no
+//! probe is out — the single-probe rule holds across traffic and cron alike — or an *idle* probe
+//! when the breaker is closed and nothing was heard from the target for 5 minutes
+//! (`IDLE_PROBE_MS`), so an unused fallback's health is known before traffic needs it. A
+//! cooling-down or recently heard-from target costs one cheap call and no upstream request. With the slot, the gateway sends
 //! the provider's probe (`providers::build_probe`: a `GET` of its model list) and reports its outcome under the probe's token: an answer closes the breaker, a provider-side
 //! failure re-opens it with the doubled cooldown. Each probe logs
 //! `{"msg":"switchyard.probe","target":…,"outcome":…,"ms":…}`.
@@ -48,9 +50,15 @@ async fn probe(env: &Env, config: &Config, target: &str, provider: &str) {
     let Some(p) = config.provider(provider) else {
         return;
     };
-    let Ok((_, Some(token))) = call(env, target, "probe", &target_body(target), Call::Cron).await
+    let Ok((_, Some(token))) =
+        call(env, target, "cron_probe", &target_body(target), Call::Cron).await
     else {
         return;
+    };
+    // `i<epoch>`: an idle probe of a closed target, reported as ordinary traffic.
+    let (idle, token) = match token.strip_prefix('i') {
+        Some(epoch) => (true, epoch),
+        None => (false, token.as_str()),
     };
     let Ok(token) = token.parse::<u32>() else {
         return;
@@ -83,16 +91,17 @@ async fn probe(env: &Env, config: &Config, target: &str, provider: &str) {
         class,
         retry_after_ms,
         epoch: token,
-        probe: true,
+        probe: !idle,
     };
     let report = TargetReport {
         target: target.to_string(),
         entries: vec![Entry::from_outcome(&outcome)],
     };
     console_log!(
-        "{{\"msg\":\"switchyard.probe\",\"ts\":\"{}\",\"target\":{},\"outcome\":\"{label}\",\"ms\":{}}}",
+        "{{\"msg\":\"switchyard.probe\",\"ts\":\"{}\",\"target\":{},\"kind\":\"{}\",\"outcome\":\"{label}\",\"ms\":{}}}",
         rfc3339(ended),
         serde_json::Value::from(target),
+        if idle { "idle" } else { "half_open" },
         ended - started
     );
     if let Ok((text, _)) = call(env, target, "report", &report_body(&report), Call::Cron).await {

@@ -155,7 +155,7 @@ def test_config(fake: Fake) -> dict:
         # This suite checks the attempt loop, so its targets' circuit breakers never open (the
         # failure tests would otherwise reorder later tests' targets); test_health.py checks the
         # breakers on a gateway of its own.
-        "health": {"consecutive_failures": 1000000, "min_volume": 1000000},
+        "health": {"consecutive_failures": 1000000, "min_volume": 1000000, "idle_probe_ms": 60000},
         "providers": [
             provider("oa", models={"small-1": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}),
             provider("backup", secret="TEST_BACKUP_KEY"),

@@ -42,6 +42,8 @@ HEALTH = {
     "probe_timeout_ms": 5000,
     "snapshot_ttl_ms": 1000,
     "report_failure_max_age_ms": 50,
+    # These tests count every upstream request: no idle probes here (test_idle_probes.py).
+    "idle_probe_ms": 0,
 }
 LHR = {"colo": "LHR", "country": "GB", "continent": "EU", "clientAcceptEncoding": ""}
 IAD = {"colo": "IAD", "country": "US", "continent": "NA", "clientAcceptEncoding": ""}

@@ -34,7 +34,7 @@ pub struct Config {
 
 /// The `health` block's knobs: (name, lowest, highest). All optional; defaults in
 /// `docs/ROUTING.md`.
-pub const HEALTH_KNOBS: [(&str, u64, u64); 11] = [
+pub const HEALTH_KNOBS: [(&str, u64, u64); 12] = [
     ("consecutive_failures", 1, 1_000_000),
     ("failure_rate_percent", 1, 100),
     ("min_volume", 1, 1_000_000),
@@ -46,6 +46,7 @@ pub const HEALTH_KNOBS: [(&str, u64, u64); 11] = [
     ("snapshot_ttl_ms", 100, 5_000),
     ("report_max_age_ms", 10, 10_000),
     ("report_failure_max_age_ms", 0, 10_000),
+    ("idle_probe_ms", 0, 86_400_000),
 ];
 
 fn default_max_body() -> u64 {

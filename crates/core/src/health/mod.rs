@@ -91,6 +91,8 @@ pub struct HealthSettings {
     pub health: HealthConfig,
     pub batch: BatchPolicy,
     pub snapshot_ttl_ms: u64,
+    /// Silence after which the cron probes a closed target (`0`: never).
+    pub idle_probe_ms: u64,
 }
 
 impl HealthSettings {
@@ -127,6 +129,7 @@ impl HealthSettings {
                 failure_max_age_ms: knob("report_failure_max_age_ms", p.failure_max_age_ms),
             },
             snapshot_ttl_ms: knob("snapshot_ttl_ms", DEFAULT_SNAPSHOT_TTL_MS),
+            idle_probe_ms: knob("idle_probe_ms", IDLE_PROBE_MS),
         }
     }
 }
@@ -190,6 +193,28 @@ impl TargetView {
 pub struct TargetHealth {
     pub breaker: Breaker,
     pub stats: Stats,
+}
+
+/// A closed target with no outcome for this long is due an idle probe from the cron (the
+/// `health.idle_probe_ms` knob; `0` turns idle probes off).
+pub const IDLE_PROBE_MS: u64 = 5 * 60 * 1000;
+
+impl TargetHealth {
+    /// Whether the cron should probe this target although no probe slot is due: its breaker is
+    /// closed and nothing was heard from it for `idle_ms` (or ever). Keeps an unused fallback's
+    /// statistics true and finds a silently broken one before traffic does. Open targets are
+    /// probed through the half-open slot as soon as their cooldown ends.
+    pub fn idle_probe_due(&self, now: u64, idle_ms: u64) -> bool {
+        if idle_ms == 0 {
+            return false;
+        }
+        let last = self
+            .stats
+            .last_success_ms()
+            .max(self.stats.last_failure_ms());
+        self.breaker.stored_state() == State::Closed
+            && (last == 0 || last.saturating_add(idle_ms) <= now)
+    }
 }
 
 /// The version tag that starts [`TargetHealth::encode`]'s output.
@@ -388,6 +413,41 @@ impl Snapshot {
     /// Whether it may still be used at `now` with a cache TTL of `ttl_ms`.
     pub fn is_fresh(&self, now: u64, ttl_ms: u64) -> bool {
         now >= self.taken_ms && now - self.taken_ms < ttl_ms
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn closed_and_silent_targets_are_due_an_idle_probe() {
+        let h = TargetHealth::default();
+        assert!(h.idle_probe_due(1_000, IDLE_PROBE_MS), "never heard from");
+        let now = 10 * IDLE_PROBE_MS;
+        let mut heard = TargetHealth::default();
+        let report = TargetReport {
+            target: "p/m".into(),
+            entries: vec![Entry::from_outcome(&Outcome {
+                target: "p/m".into(),
+                started_ms: now - 10,
+                ended_ms: now,
+                ttfb_ms: Some(5),
+                class: None,
+                retry_after_ms: None,
+                epoch: heard.breaker.epoch(),
+                probe: false,
+            })],
+        };
+        heard.apply(&HealthConfig::default(), &report, now, 0.5);
+        assert!(!heard.idle_probe_due(now + 1_000, IDLE_PROBE_MS));
+        assert!(heard.idle_probe_due(now + IDLE_PROBE_MS, IDLE_PROBE_MS));
+        let mut open = TargetHealth::default();
+        open.breaker.force_open(None, now);
+        assert!(
+            !open.idle_probe_due(now + 2 * IDLE_PROBE_MS, IDLE_PROBE_MS),
+            "open: not idle-probed"
+        );
     }
 }
 
