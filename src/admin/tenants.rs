@@ -69,7 +69,8 @@ macro_rules! tenant_json {
             "json_object('object', 'tenant', 'id', id, 'name', name, 'status', status, ",
             "'allowed_models', json(allowed_models), 'allowed_origins', json(allowed_origins), ",
             "'rpm_limit', rpm_limit, 'tpm_limit', tpm_limit, 'user_rpm_limit', user_rpm_limit, ",
-            "'user_tpm_limit', user_tpm_limit, 'signing_key_version', signing_key_version, ",
+            "'user_tpm_limit', user_tpm_limit, 'residency', residency, ",
+            "'signing_key_version', signing_key_version, ",
             "'created', ",
             time_sql!("created_ms"),
             ", 'updated', ",
@@ -129,21 +130,22 @@ const USAGE: &str = concat!(
 /// Columns in `admin::TENANT_COLUMNS` order from ?3; status defaults to active.
 const CREATE_TENANT: &str = concat!(
     "INSERT INTO tenants (id, created_ms, updated_ms, name, status, allowed_models, ",
-    "allowed_origins, rpm_limit, tpm_limit, user_rpm_limit, user_tpm_limit) ",
-    "VALUES (?1, ?2, ?2, ?3, COALESCE(?4, 'active'), ?5, ?6, ?7, ?8, ?9, ?10) ",
+    "allowed_origins, rpm_limit, tpm_limit, user_rpm_limit, user_tpm_limit, residency) ",
+    "VALUES (?1, ?2, ?2, ?3, COALESCE(?4, 'active'), ?5, ?6, ?7, ?8, ?9, ?10, ?11) ",
     "ON CONFLICT (id) DO NOTHING RETURNING ",
     tenant_json!(),
     " AS j"
 );
 
-/// Bit i of ?11 set: column i (from ?3) is to change.
+/// Bit i of ?12 set: column i (from ?3) is to change.
 const UPDATE_TENANT: &str = concat!(
-    "UPDATE tenants SET name = IIF(?11 & 1, ?3, name), status = IIF(?11 & 2, ?4, status), ",
-    "allowed_models = IIF(?11 & 4, ?5, allowed_models), ",
-    "allowed_origins = IIF(?11 & 8, ?6, allowed_origins), ",
-    "rpm_limit = IIF(?11 & 16, ?7, rpm_limit), tpm_limit = IIF(?11 & 32, ?8, tpm_limit), ",
-    "user_rpm_limit = IIF(?11 & 64, ?9, user_rpm_limit), ",
-    "user_tpm_limit = IIF(?11 & 128, ?10, user_tpm_limit), updated_ms = ?2 ",
+    "UPDATE tenants SET name = IIF(?12 & 1, ?3, name), status = IIF(?12 & 2, ?4, status), ",
+    "allowed_models = IIF(?12 & 4, ?5, allowed_models), ",
+    "allowed_origins = IIF(?12 & 8, ?6, allowed_origins), ",
+    "rpm_limit = IIF(?12 & 16, ?7, rpm_limit), tpm_limit = IIF(?12 & 32, ?8, tpm_limit), ",
+    "user_rpm_limit = IIF(?12 & 64, ?9, user_rpm_limit), ",
+    "user_tpm_limit = IIF(?12 & 128, ?10, user_tpm_limit), ",
+    "residency = IIF(?12 & 256, ?11, residency), updated_ms = ?2 ",
     "WHERE id = ?1 RETURNING ",
     tenant_json!(),
     " AS j"

@@ -458,3 +458,18 @@ def test_openapi_document_matches_the_routes(gateway: Gateway):
     # And a path the document does not list is a 404.
     r = admin.get(f"/tenants/{tid}/nothing-here")
     assert r.status_code == 404
+
+
+def test_residency_is_set_through_the_admin_api_and_enforced(gateway):
+    t = new_tenant(gateway, residency="eu")
+    assert t["residency"] == "eu"
+    token = new_token(gateway, t["id"])["token"]
+    # No target of `plain` carries `eu`: the tenant is refused rather than leaked to one.
+    r = chat_as(gateway, token)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "no_eligible_target"
+    cleared = gateway.admin.patch(f"/tenants/{t['id']}", json={"residency": None})
+    assert cleared.status_code == 200 and cleared.json()["residency"] is None
+    assert chat_as(gateway, token).status_code == 200, "this isolate forgets the old record at once"
+    r = gateway.admin.patch(f"/tenants/{t['id']}", json={"residency": "not a tag"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "residency"

@@ -257,7 +257,7 @@ pub enum SqlValue {
 }
 
 /// The tenant columns an operator sets, in the order of [`TenantChange::values`].
-pub const TENANT_COLUMNS: [&str; 8] = [
+pub const TENANT_COLUMNS: [&str; 9] = [
     "name",
     "status",
     "allowed_models",
@@ -266,6 +266,7 @@ pub const TENANT_COLUMNS: [&str; 8] = [
     "tpm_limit",
     "user_rpm_limit",
     "user_tpm_limit",
+    "residency",
 ];
 
 /// A tenant create or update: the id (create only) and a value per column of
@@ -273,11 +274,11 @@ pub const TENANT_COLUMNS: [&str; 8] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantChange {
     pub id: Option<String>,
-    pub values: [Option<SqlValue>; 8],
+    pub values: [Option<SqlValue>; 9],
 }
 
 const TENANT_FIELDS: &str = "id, name, status, allowed_models, allowed_origins, rpm_limit, \
-     tpm_limit, user_rpm_limit, user_tpm_limit";
+     tpm_limit, user_rpm_limit, user_tpm_limit, residency";
 
 type Check = fn(&str) -> bool;
 
@@ -312,7 +313,7 @@ pub fn tenant_change(body: &Value, creating: bool) -> Result<TenantChange, Gatew
             }
         },
     };
-    let mut values: [Option<SqlValue>; 8] = Default::default();
+    let mut values: [Option<SqlValue>; 9] = Default::default();
     values[0] = text(obj, "name", 200)?.map(SqlValue::Text);
     if creating && values[0].is_none() {
         return Err(bad("name", "is required"));
@@ -329,13 +330,27 @@ pub fn tenant_change(body: &Value, creating: bool) -> Result<TenantChange, Gatew
             })
         });
     }
-    for (i, field) in TENANT_COLUMNS.iter().enumerate().skip(4) {
+    for (i, field) in TENANT_COLUMNS.iter().enumerate().take(8).skip(4) {
         values[i] = limit(obj, field)?.map(|n| n.map_or(SqlValue::Null, SqlValue::Int));
     }
+    // Data residency: a region tag every target this tenant reaches must carry (ROUTING.md).
+    values[8] = match obj.get("residency") {
+        None => None,
+        Some(Value::Null) => Some(SqlValue::Null),
+        Some(Value::String(tag)) if crate::routing::parse_region_tag(tag).is_ok() => {
+            Some(SqlValue::Text(tag.clone()))
+        }
+        Some(_) => {
+            return Err(bad(
+                "residency",
+                "must be null or a region tag like \"eu\" or \"country:DE\"",
+            ))
+        }
+    };
     if values.iter().all(Option::is_none) {
         return Err(GatewayError::invalid(
             "Nothing to change: send at least one of name, status, allowed_models, \
-             allowed_origins, rpm_limit, tpm_limit, user_rpm_limit, user_tpm_limit",
+             allowed_origins, rpm_limit, tpm_limit, user_rpm_limit, user_tpm_limit, residency",
             "body",
         ));
     }
@@ -663,7 +678,7 @@ mod tests {
         let c = tenant_change(
             &json!({"id": "acme-1", "name": hostile, "allowed_models": ["a", "b"],
                     "allowed_origins": null, "rpm_limit": 60, "user_tpm_limit": null,
-                    "status": "disabled"}),
+                    "status": "disabled", "residency": "eu"}),
             true,
         )
         .unwrap();
@@ -679,8 +694,15 @@ mod tests {
                 None,
                 None,
                 Some(SqlValue::Null),
+                Some(SqlValue::Text("eu".into())),
             ]
         );
+        let cleared = tenant_change(&json!({"residency": null}), false).unwrap();
+        assert_eq!(cleared.values[8], Some(SqlValue::Null));
+        for bad_tag in [json!("e u"), json!(5), json!("")] {
+            let e = tenant_change(&json!({"residency": bad_tag}), false).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("residency"));
+        }
         let only_limit = tenant_change(&json!({"tpm_limit": 5}), false).unwrap();
         assert_eq!(only_limit.id, None);
         assert_eq!(only_limit.values[5], Some(SqlValue::Int(5)));
