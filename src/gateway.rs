@@ -470,22 +470,25 @@ async fn serve(
             );
             let env = env.clone();
             let id = request_id.to_string();
-            ctx.wait_until(async move {
-                // The relay reports how the stream ended (or the sender is dropped if the
-                // runtime cancels it); either way the reservation is released (and a coalesced
-                // flight released by dropping the writer).
-                if let Ok(mut end) = rx.await {
-                    if let (Some(w), Some(completion)) = (writer, end.completion.take()) {
-                        let (p, m) = (&settlement.provider, &answered_model);
-                        w.store(&env, &id, p, m, end.usage, completion).await;
+            platform::after(
+                ctx,
+                Box::pin(async move {
+                    // The relay reports how the stream ended (or the sender is dropped if the
+                    // runtime cancels it); either way the reservation is released (and a coalesced
+                    // flight released by dropping the writer).
+                    if let Ok(mut end) = rx.await {
+                        if let (Some(w), Some(completion)) = (writer, end.completion.take()) {
+                            let (p, m) = (&settlement.provider, &answered_model);
+                            w.store(&env, &id, p, m, end.usage, completion).await;
+                        }
+                        settlement.usage = end.usage.unwrap_or_default();
+                        settlement.cost_nanos = end.cost_nanos;
+                        settlement.answered = true;
+                        settlement.latency_ms = end.latency_ms;
                     }
-                    settlement.usage = end.usage.unwrap_or_default();
-                    settlement.cost_nanos = end.cost_nanos;
-                    settlement.answered = true;
-                    settlement.latency_ms = end.latency_ms;
-                }
-                tenants::settle(&env, &caller, &admission, settlement).await;
-            });
+                    tenants::settle(&env, &caller, &admission, settlement).await;
+                }),
+            );
             Handled::Streaming(resp)
         }
     };
@@ -605,14 +608,18 @@ fn settle_later(
     store: Option<Store>,
 ) {
     let env = env.clone();
-    ctx.wait_until(async move {
-        if let Some((w, model, usage, body)) = store {
-            let completion = serde_json::from_slice(&body).map_err(|_| "the answer is not JSON");
-            w.store(&env, &s.request_id, &s.provider, &model, usage, completion)
-                .await;
-        }
-        tenants::settle(&env, &caller, &admission, s).await
-    });
+    platform::after(
+        ctx,
+        Box::pin(async move {
+            if let Some((w, model, usage, body)) = store {
+                let completion =
+                    serde_json::from_slice(&body).map_err(|_| "the answer is not JSON");
+                w.store(&env, &s.request_id, &s.provider, &model, usage, completion)
+                    .await;
+            }
+            tenants::settle(&env, &caller, &admission, s).await
+        }),
+    );
 }
 
 fn set_answer_headers(

@@ -26,6 +26,15 @@ pub fn random_unit() -> f64 {
     n as f64 / (1u64 << 53) as f64
 }
 
+/// Work after the response (`ctx.wait_until`). Every caller goes through this one boxed type,
+/// so the runtime's promise glue is compiled once instead of once per future type (wasm size).
+pub fn after(
+    ctx: &worker::Context,
+    work: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+) {
+    ctx.wait_until(work);
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -219,7 +219,7 @@ pub fn flush_after(ctx: &Context, env: &Env) {
         DELAYED.with(|d| d.set(due));
     }
     let env = env.clone();
-    ctx.wait_until(async move { flush(&env, delayed).await });
+    crate::platform::after(ctx, Box::pin(async move { flush(&env, delayed).await }));
 }
 
 /// Send what is due. `delayed`: the isolate's one delayed flush — wait until the batch is due

@@ -51,7 +51,7 @@ impl DurableObject for TenantGateObject {
         let text = req.text().await?;
         match path.as_str() {
             "/admit" => {
-                let call: Call<AdmitRequest> = serde_json::from_str(&text)?;
+                let call: Call<AdmitRequest> = serde_json::from_slice(text.as_bytes())?;
                 self.ensure_loaded(&call.tenant).await?;
                 let user = self.load_user(call.user.as_deref()).await?;
                 let now = now_ms();
@@ -66,7 +66,7 @@ impl DurableObject for TenantGateObject {
                 Response::from_json(&resp)
             }
             "/settle" => {
-                let call: Call<SettleRequest> = serde_json::from_str(&text)?;
+                let call: Call<SettleRequest> = serde_json::from_slice(text.as_bytes())?;
                 self.ensure_loaded(&call.tenant).await?;
                 let user = self.load_user(call.user.as_deref()).await?;
                 let now = now_ms();
@@ -81,7 +81,8 @@ impl DurableObject for TenantGateObject {
                 Response::from_json(&resp)
             }
             "/view" => {
-                let call: Call<switchyard_core::tenancy::Limits> = serde_json::from_str(&text)?;
+                let call: Call<switchyard_core::tenancy::Limits> =
+                    serde_json::from_slice(text.as_bytes())?;
                 self.ensure_loaded(&call.tenant).await?;
                 let view: Vec<SpendView> = {
                     let mut gate = self.gate.borrow_mut();
@@ -95,13 +96,6 @@ impl DurableObject for TenantGateObject {
     }
 }
 
-#[derive(Deserialize)]
-struct Sums {
-    day: u64,
-    month: u64,
-    total: u64,
-}
-
 impl TenantGateObject {
     async fn ensure_loaded(&self, tenant: &str) -> Result<()> {
         if self.gate.borrow().is_some() {
@@ -109,7 +103,7 @@ impl TenantGateObject {
         }
         let storage = self.state.storage();
         if let Some(g) = storage.get::<String>("gate").await? {
-            *self.gate.borrow_mut() = Some(serde_json::from_str(&g)?);
+            *self.gate.borrow_mut() = Some(serde_json::from_slice(g.as_bytes())?);
             return Ok(());
         }
         // First use: rebuild the periods' spend from the ledger, with other events held back.
@@ -130,7 +124,7 @@ impl TenantGateObject {
         let key = format!("user:{user}");
         if !self.users.borrow().contains_key(&key) {
             let u = match self.state.storage().get::<String>(&key).await? {
-                Some(json) => serde_json::from_str(&json)?,
+                Some(json) => serde_json::from_slice(json.as_bytes())?,
                 None => UserGate::default(),
             };
             self.users.borrow_mut().entry(key.clone()).or_insert(u);
@@ -185,13 +179,19 @@ async fn rebuild(env: &Env, tenant: &str) -> Result<TenantGate> {
         ])?
         .first(Some("j"))
         .await?;
-    let sums: Option<Sums> = sums.map(|j| serde_json::from_str(&j)).transpose()?;
     let mut gate = TenantGate::default();
-    if let Some(s) = sums {
+    if let Some(j) = sums {
+        // Read by hand, not with a derived reader (wasm size).
+        let s: serde_json::Value = serde_json::from_slice(j.as_bytes())?;
+        let sum = |k: &str| {
+            s.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| {
+                worker::Error::RustError(format!("the ledger sum `{k}` is not a count"))
+            })
+        };
         for (period, start, spent) in [
-            (Period::Day, day, s.day),
-            (Period::Month, month, s.month),
-            (Period::Total, 0, s.total),
+            (Period::Day, day, sum("day")?),
+            (Period::Month, month, sum("month")?),
+            (Period::Total, 0, sum("total")?),
         ] {
             gate.spend.insert(
                 period,
@@ -214,15 +214,21 @@ pub async fn call<T: Serialize, R: DeserializeOwned>(
     op: &str,
     body: &T,
 ) -> Result<R> {
-    let stub = env
-        .durable_object("TENANT_GATE")?
-        .id_from_name(tenant)?
-        .get_stub()?;
     let payload = serde_json::to_string(&Call {
         tenant: tenant.to_string(),
         user: user.map(str::to_string),
         body,
     })?;
+    let text = Box::pin(call_text(env, tenant, op, payload)).await?;
+    Ok(serde_json::from_slice(text.as_bytes())?)
+}
+
+/// The I/O of [`call`], not generic: compiled once for every body and answer type (wasm size).
+async fn call_text(env: &Env, tenant: &str, op: &str, payload: String) -> Result<String> {
+    let stub = env
+        .durable_object("TENANT_GATE")?
+        .id_from_name(tenant)?
+        .get_stub()?;
     let req = crate::upstream::post(
         &format!("https://gate/{op}"),
         &[],
@@ -235,5 +241,5 @@ pub async fn call<T: Serialize, R: DeserializeOwned>(
             resp.status_code()
         )));
     }
-    resp.json().await
+    resp.text().await
 }

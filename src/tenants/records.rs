@@ -142,7 +142,7 @@ async fn query_one(
     let json: Option<String> = stmt.first(Some("j")).await.map_err(db_error)?;
     match json {
         None => Ok(None),
-        Some(j) => serde_json::from_str::<Row>(&j)
+        Some(j) => serde_json::from_slice::<Row>(j.as_bytes())
             .map(|r| Some(r.into()))
             .map_err(|_| GatewayError::internal("a tenant record could not be read")),
     }

@@ -146,7 +146,7 @@ impl StreamAccumulator {
         }
         // Read by reference (`get`, `take`): no `BTreeMap::remove` or consuming iteration,
         // which would each add their own code to the wasm.
-        let Ok(mut chunk) = serde_json::from_str::<Value>(data) else {
+        let Ok(mut chunk) = serde_json::from_slice::<Value>(data.as_bytes()) else {
             return self.fail("a chunk is not a JSON object");
         };
         if !chunk.is_object() {

@@ -532,7 +532,7 @@ impl Encoder {
             Chunk::Done => {
                 let mut parts = Vec::new();
                 for (id, name, args) in &self.calls {
-                    let args = serde_json::from_str::<Value>(args)
+                    let args = serde_json::from_slice::<Value>(args.as_bytes())
                         .ok()
                         .filter(Value::is_object)
                         .unwrap_or_else(|| Value::Object(Map::new()));

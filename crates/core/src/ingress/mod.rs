@@ -217,7 +217,7 @@ impl ChunkReader {
                 out.push(Chunk::Done);
                 continue;
             }
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
+            let Ok(v) = serde_json::from_slice::<Value>(data.as_bytes()) else {
                 continue;
             };
             if let Some(e) = v.get("error") {
@@ -325,10 +325,11 @@ impl Json {
 
 /// A `tool_calls` entry's arguments as a JSON object (anything else is `{}`).
 fn arguments_object(call: &Value) -> Value {
-    match serde_json::from_str::<Value>(
+    match serde_json::from_slice::<Value>(
         call.pointer("/function/arguments")
             .and_then(Value::as_str)
-            .unwrap_or(""),
+            .unwrap_or("")
+            .as_bytes(),
     ) {
         Ok(v @ Value::Object(_)) => v,
         _ => Value::Object(Map::new()),

@@ -754,7 +754,7 @@ impl AnthropicStream {
             if self.done {
                 break;
             }
-            let Ok(data) = serde_json::from_str::<Value>(ev.data.trim()) else {
+            let Ok(data) = serde_json::from_slice::<Value>(ev.data.trim().as_bytes()) else {
                 self.malformed += 1;
                 continue;
             };

@@ -122,7 +122,7 @@ pub fn parse_arguments(at: &str, arguments: &str) -> Result<Map<String, Value>, 
     if arguments.trim().is_empty() {
         return Ok(Map::new());
     }
-    match serde_json::from_str::<Value>(arguments) {
+    match serde_json::from_slice::<Value>(arguments.as_bytes()) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(GatewayError::invalid(
             format!("`{at}` must encode a JSON object"),

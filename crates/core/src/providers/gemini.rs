@@ -369,7 +369,7 @@ fn convert_messages(
                     Value::String(s) => s.clone(),
                     _ => m.text(""),
                 };
-                let response = match serde_json::from_str::<Value>(&text) {
+                let response = match serde_json::from_slice::<Value>(text.as_bytes()) {
                     Ok(Value::Object(o)) => Value::Object(o),
                     Ok(other) if !text.trim().is_empty() => json!({ "content": other }),
                     _ => json!({ "content": text }),
@@ -939,7 +939,7 @@ impl GeminiStream {
                 break;
             }
             let data = ev.data.trim();
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
+            let Ok(v) = serde_json::from_slice::<Value>(data.as_bytes()) else {
                 self.malformed += 1;
                 continue;
             };

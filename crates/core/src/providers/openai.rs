@@ -183,7 +183,7 @@ impl OpenAiStream {
                 out.extend_from_slice(&frame_data("[DONE]"));
                 continue;
             }
-            let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            let Ok(chunk) = serde_json::from_slice::<Value>(data.as_bytes()) else {
                 self.malformed += 1;
                 continue;
             };
