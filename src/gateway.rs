@@ -413,9 +413,6 @@ async fn serve(
             let store =
                 writer.map(|w| (w, answered_model.clone(), answer.usage, answer.body.clone()));
             let resp = json_bytes(200, format.answer(answer.body, &usage));
-            if let Some(status) = cache_status {
-                let _ = resp.headers().set(cache::HEADER_STATUS, status.as_str());
-            }
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -423,6 +420,7 @@ async fn serve(
                 &answered_model,
                 &attempts_value,
                 &outcome.warnings,
+                cache_status,
             );
             let _ = resp.headers().set(
                 "x-switchyard-cost-usd",
@@ -457,9 +455,6 @@ async fn serve(
                 format.encoder(),
             )
             .map_err(|_| GatewayError::internal("the stream could not be started"))?;
-            if let Some(status) = cache_status {
-                let _ = resp.headers().set(cache::HEADER_STATUS, status.as_str());
-            }
             set_answer_headers(
                 &resp,
                 &outcome.route,
@@ -467,6 +462,7 @@ async fn serve(
                 &answered_model,
                 &attempts_value,
                 &outcome.warnings,
+                cache_status,
             );
             let env = env.clone();
             let id = request_id.to_string();
@@ -563,7 +559,6 @@ fn serve_cached(
     let resp = json_bytes(200, body);
     let h = resp.headers();
     let _ = h.set("content-type", content_type);
-    let _ = h.set(cache::HEADER_STATUS, status.as_str());
     let _ = h.set(cache::HEADER_AGE, &entry.age_s(now).to_string());
     let _ = h.set("x-switchyard-cost-usd", "0.0");
     set_answer_headers(
@@ -573,6 +568,7 @@ fn serve_cached(
         &entry.model,
         &attempts,
         &[],
+        Some(status),
     );
     log.cache = Some(status.as_str());
     log.provider = Some(entry.provider.clone());
@@ -629,10 +625,14 @@ fn set_answer_headers(
     model: &str,
     attempts: &str,
     warnings: &[String],
+    cache: Option<CacheStatus>,
 ) {
     let h = resp.headers();
     if !warnings.is_empty() {
         let _ = h.set("x-switchyard-warnings", &warnings.join("; "));
+    }
+    if let Some(status) = cache {
+        let _ = h.set(cache::HEADER_STATUS, status.as_str());
     }
     let _ = h.set("x-switchyard-route", route);
     let _ = h.set("x-switchyard-provider", provider);
