@@ -12,7 +12,7 @@
 
 use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig};
 use switchyard_core::error::GatewayError;
-use switchyard_core::health::{self as core_health, target_id};
+use switchyard_core::health::{self as core_health, target_id, HealthSettings};
 use switchyard_core::logline::AttemptRecord;
 use switchyard_core::policy::{
     AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy,
@@ -94,6 +94,9 @@ pub struct StreamStart {
     pub buffered: Vec<u8>,
     /// The upstream already ended; `buffered` holds the whole, complete answer.
     pub ended: bool,
+    /// The target's breaker identity, so a stream that breaks after its first token is still
+    /// reported as the provider-side failure it is: (target id, epoch, health settings).
+    pub health: Option<(String, u32, HealthSettings)>,
 }
 
 #[allow(clippy::large_enum_variant)] // one per request, moved once
@@ -278,7 +281,14 @@ pub async fn run(
                 ms: now_ms() - t0,
             });
             match result {
-                Ok(answer) => {
+                Ok(mut answer) => {
+                    if let Answer::Stream(start) = &mut answer {
+                        start.health = Some((
+                            ids[candidate.index].clone(),
+                            candidate.epoch,
+                            health_settings,
+                        ));
+                    }
                     return Ok(Outcome {
                         answer,
                         route: route.model.clone(),
@@ -286,7 +296,7 @@ pub async fn run(
                         target_model: target.model.clone(),
                         deadlines,
                         warnings,
-                    })
+                    });
                 }
                 Err(AttemptError::Fatal(e)) => return Err(fail(e)),
                 Err(AttemptError::Failed(f)) => {
@@ -429,6 +439,7 @@ async fn attempt(
                         translator,
                         buffered,
                         ended: false,
+                        health: None,
                     }))
                 }
                 Ok(()) => continue,
@@ -442,6 +453,7 @@ async fn attempt(
                         translator,
                         buffered,
                         ended: true,
+                        health: None,
                     }))
                 }
                 Err(f) => f,

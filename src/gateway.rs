@@ -483,6 +483,8 @@ async fn serve(
                         settlement.latency_ms = end.latency_ms;
                     }
                     tenants::settle(&env, &caller, &admission, settlement).await;
+                    // A stream that broke after its first token left a failure for its target.
+                    crate::health::flush_pending(&env).await;
                 }),
             );
             Handled::Streaming(resp)

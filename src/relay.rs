@@ -124,6 +124,24 @@ impl Relay {
 
     /// End the caller's stream with an in-band error event (no `[DONE]`).
     fn broken(&mut self, failure: AttemptFailure) -> Vec<u8> {
+        // After the first token the answer already counted as a success for the target's
+        // breaker; the break itself is a provider-side failure and is reported as one.
+        if let Some((target, epoch, settings)) = self.start.health.take() {
+            let now = now_ms();
+            crate::health::record(
+                &settings,
+                &switchyard_core::health::Outcome {
+                    target,
+                    started_ms: now,
+                    ended_ms: now,
+                    ttfb_ms: None,
+                    class: Some(failure.class),
+                    retry_after_ms: None,
+                    epoch,
+                    probe: false,
+                },
+            );
+        }
         self.start.controller.abort();
         self.finished = true;
         let kind = if failure.class == FailureClass::Timeout {

@@ -222,6 +222,12 @@ pub fn flush_after(ctx: &Context, env: &Env) {
     crate::platform::after(ctx, Box::pin(async move { flush(&env, delayed).await }));
 }
 
+/// After a stream ended: send whatever outcomes are pending once they are due (a mid-stream
+/// break is recorded after the request's own flush was arranged).
+pub async fn flush_pending(env: &Env) {
+    flush(env, true).await;
+}
+
 /// Send what is due. `delayed`: the isolate's one delayed flush — wait until the batch is due
 /// and send it, again and again while outcomes keep arriving, and stand down only when the
 /// batch is empty (checked and cleared without a pause between, so no outcome is left behind).

@@ -67,7 +67,7 @@ def health_config(fake) -> dict:
             p("hna", ["na", "country:US", "colo:IAD"]), p("heu", ["eu", "country:GB", "colo:LHR"]),
             p("hus-r", ["na", "us"]), p("heu-r", ["eu"]),
             p("hus-t", ["na", "us"]), p("heu-t", ["eu"]), p("hus-only", ["us"]),
-            p("hsmall"), p("hlarge"),
+            p("hsmall"), p("hlarge"), p("hcut"), p("hcutb"),
             p("hpricey", models={"m": {"input_per_mtok": 10.0, "output_per_mtok": 30.0}}),
             p("hcheap", models={"m": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}}),
             {**p("hspread"), "api_key_secrets": ["TEST_OA_KEY", "TEST_BACKUP_KEY"], "key_selection": "spread"},
@@ -88,6 +88,7 @@ def health_config(fake) -> dict:
                   tiers=[{"hint": "large", "targets": [1]}, {"min_prompt_tokens": 200, "targets": [1]}]),
             route("h-cost", "hpricey", "hcheap", strategy="cost"),
             route("h-spread", "hspread"),
+            route("h-cut", "hcut", "hcutb"),
         ],
     }
 
@@ -352,3 +353,27 @@ def test_state_and_stats_survive_a_restart(hg):
     assert v["breaker"]["cooldown_until_ms"] > 10**19, "held open until reset"
     assert hg.circuit("hc1/m")["ttfb_samples"] == samples
     assert hg.circuit("hp/m")["breaker"]["opens"] == 0 and hg.circuit("hp/m")["successes"] >= 1
+
+
+def test_streams_broken_after_their_first_token_count_against_the_target(hg, fake):
+    # Each cut stream reached the caller (a success at its first token) and then broke (a
+    # provider-side failure): half the outcomes fail, so the failure-rate rule opens the circuit.
+    cut = "[[fake@hcut:words=6,cut_after=2]] go"
+    opened = None
+    for _ in range(12):
+        r = hg.http.post("/v1/chat/completions", json={"model": "h-cut", "messages": msg(cut), "stream": True})
+        if "hcut/m:ok" not in r.headers.get("x-switchyard-attempts", "hcut/m:ok"):
+            break  # the plan already passes the primary over
+        assert r.status_code == 200 and '"code":"upstream_error"' in r.text and "[DONE]" not in r.text
+        view = hg.circuit("hcut/m")
+        if view["breaker"]["state"] == "open":
+            opened = view
+            break
+    deadline = time.monotonic() + 10
+    while opened is None and time.monotonic() < deadline:
+        view = hg.circuit("hcut/m")
+        opened = view if view["breaker"]["state"] == "open" else None
+        time.sleep(0.1)
+    assert opened, hg.circuit("hcut/m")
+    assert opened["failures"] >= 5, opened
+    assert any(l["to"] == "open" for l in hg.circuit_lines("hcut/m"))
