@@ -538,7 +538,7 @@ async fn spend(
                 .collect(),
             ..Default::default()
         };
-        match gate::call(env, id, None, "view", &limits).await {
+        match gate::view(env, id, &limits).await {
             Ok(v) => Some(v),
             Err(e) => {
                 console_error!(

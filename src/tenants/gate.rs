@@ -10,22 +10,25 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use switchyard_core::json::DecodeError;
+use switchyard_core::tenancy::codec::GateCall;
 use switchyard_core::tenancy::{
-    AdmitRequest, Period, PeriodSpend, SettleRequest, SettleResponse, SpendView, TenantGate,
-    UserGate,
+    AdmitRequest, AdmitResponse, Limits, Period, PeriodSpend, SettleRequest, SettleResponse,
+    SpendView, TenantGate, UserGate,
 };
 use worker::wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::platform::now_ms;
 
-#[derive(Serialize, Deserialize)]
-struct Call<T> {
-    tenant: String,
-    #[serde(default)]
-    user: Option<String>,
-    body: T,
+/// A codec error as the worker's error type.
+fn unreadable(what: &str, e: DecodeError) -> worker::Error {
+    worker::Error::RustError(format!("{what}: {e}"))
+}
+
+/// A JSON text answer (the caller reads the text).
+fn answer(json: String) -> Result<Response> {
+    Response::ok(json)
 }
 
 #[durable_object(fetch)]
@@ -49,9 +52,11 @@ impl DurableObject for TenantGateObject {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let path = req.path();
         let text = req.text().await?;
+        let call = GateCall::decode(text.as_bytes()).map_err(|e| unreadable("gate call", e))?;
         match path.as_str() {
             "/admit" => {
-                let call: Call<AdmitRequest> = serde_json::from_slice(text.as_bytes())?;
+                let body =
+                    AdmitRequest::from_json(&call.body).map_err(|e| unreadable("admit", e))?;
                 self.ensure_loaded(&call.tenant).await?;
                 let user = self.load_user(call.user.as_deref()).await?;
                 let now = now_ms();
@@ -60,13 +65,14 @@ impl DurableObject for TenantGateObject {
                     let gate = gate.get_or_insert_with(TenantGate::default);
                     let mut users = self.users.borrow_mut();
                     let u = user.as_ref().and_then(|k| users.get_mut(k));
-                    gate.admit(u, &call.body, now)
+                    gate.admit(u, &body, now)
                 };
                 self.persist(user.as_deref()).await?;
-                Response::from_json(&resp)
+                answer(resp.to_json())
             }
             "/settle" => {
-                let call: Call<SettleRequest> = serde_json::from_slice(text.as_bytes())?;
+                let body =
+                    SettleRequest::from_json(&call.body).map_err(|e| unreadable("settle", e))?;
                 self.ensure_loaded(&call.tenant).await?;
                 let user = self.load_user(call.user.as_deref()).await?;
                 let now = now_ms();
@@ -75,21 +81,20 @@ impl DurableObject for TenantGateObject {
                     let gate = gate.get_or_insert_with(TenantGate::default);
                     let mut users = self.users.borrow_mut();
                     let u = user.as_ref().and_then(|k| users.get_mut(k));
-                    gate.settle(u, &call.body, now)
+                    gate.settle(u, &body, now)
                 };
                 self.persist(user.as_deref()).await?;
-                Response::from_json(&resp)
+                answer(resp.to_json())
             }
             "/view" => {
-                let call: Call<switchyard_core::tenancy::Limits> =
-                    serde_json::from_slice(text.as_bytes())?;
+                let limits = Limits::from_json(&call.body).map_err(|e| unreadable("view", e))?;
                 self.ensure_loaded(&call.tenant).await?;
                 let view: Vec<SpendView> = {
                     let mut gate = self.gate.borrow_mut();
                     gate.get_or_insert_with(TenantGate::default)
-                        .view(&call.body, now_ms())
+                        .view(&limits, now_ms())
                 };
-                Response::from_json(&view)
+                answer(SpendView::list_to_json(&view))
             }
             _ => Response::error("not found", 404),
         }
@@ -103,7 +108,8 @@ impl TenantGateObject {
         }
         let storage = self.state.storage();
         if let Some(g) = storage.get::<String>("gate").await? {
-            *self.gate.borrow_mut() = Some(serde_json::from_slice(g.as_bytes())?);
+            let gate = TenantGate::from_json(g.as_bytes()).map_err(|e| unreadable("gate", e))?;
+            *self.gate.borrow_mut() = Some(gate);
             return Ok(());
         }
         // First use: rebuild the periods' spend from the ledger, with other events held back.
@@ -124,7 +130,9 @@ impl TenantGateObject {
         let key = format!("user:{user}");
         if !self.users.borrow().contains_key(&key) {
             let u = match self.state.storage().get::<String>(&key).await? {
-                Some(json) => serde_json::from_slice(json.as_bytes())?,
+                Some(json) => {
+                    UserGate::from_json(json.as_bytes()).map_err(|e| unreadable(&key, e))?
+                }
                 None => UserGate::default(),
             };
             self.users.borrow_mut().entry(key.clone()).or_insert(u);
@@ -134,23 +142,13 @@ impl TenantGateObject {
 
     async fn persist(&self, user_key: Option<&str>) -> Result<()> {
         let storage = self.state.storage();
-        // Stored as JSON text: one serializer (serde_json) in the worker, not two.
-        let gate = self
-            .gate
-            .borrow()
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
+        // Stored as JSON text written by hand (`tenancy::codec`: the stored forms).
+        let gate = self.gate.borrow().as_ref().map(TenantGate::to_json);
         if let Some(g) = gate {
             storage.put("gate", g).await?;
         }
         if let Some(k) = user_key {
-            let u = self
-                .users
-                .borrow()
-                .get(k)
-                .map(serde_json::to_string)
-                .transpose()?;
+            let u = self.users.borrow().get(k).map(UserGate::to_json);
             if let Some(u) = u {
                 storage.put(k, u).await?;
             }
@@ -206,24 +204,41 @@ async fn rebuild(env: &Env, tenant: &str) -> Result<TenantGate> {
     Ok(gate)
 }
 
-/// Call the tenant's gate object.
-pub async fn call<T: Serialize, R: DeserializeOwned>(
+/// Ask the tenant's gate to admit (and reserve for) a request.
+pub async fn admit(
     env: &Env,
     tenant: &str,
     user: Option<&str>,
-    op: &str,
-    body: &T,
-) -> Result<R> {
-    let payload = serde_json::to_string(&Call {
-        tenant: tenant.to_string(),
-        user: user.map(str::to_string),
-        body,
-    })?;
-    let text = Box::pin(call_text(env, tenant, op, payload)).await?;
-    Ok(serde_json::from_slice(text.as_bytes())?)
+    req: &AdmitRequest,
+) -> Result<AdmitResponse> {
+    let text = call(env, tenant, user, "admit", &req.to_json()).await?;
+    AdmitResponse::from_json(text.as_bytes()).map_err(|e| unreadable("the gate's answer", e))
 }
 
-/// The I/O of [`call`], not generic: compiled once for every body and answer type (wasm size).
+/// Settle a request's real cost with the tenant's gate.
+pub async fn settle(
+    env: &Env,
+    tenant: &str,
+    user: Option<&str>,
+    req: &SettleRequest,
+) -> Result<SettleResponse> {
+    let text = call(env, tenant, user, "settle", &req.to_json()).await?;
+    SettleResponse::from_json(text.as_bytes()).map_err(|e| unreadable("the gate's answer", e))
+}
+
+/// The tenant's spend in the periods of `limits`' budgets, as its gate sees it.
+pub async fn view(env: &Env, tenant: &str, limits: &Limits) -> Result<Vec<SpendView>> {
+    let text = call(env, tenant, None, "view", &limits.to_json()).await?;
+    SpendView::list_from_json(text.as_bytes()).map_err(|e| unreadable("the gate's answer", e))
+}
+
+/// Call the tenant's gate object with a body already encoded; its answer's text.
+async fn call(env: &Env, tenant: &str, user: Option<&str>, op: &str, body: &str) -> Result<String> {
+    let payload = GateCall::encode(tenant, user, body);
+    Box::pin(call_text(env, tenant, op, payload)).await
+}
+
+/// The I/O of [`call`].
 async fn call_text(env: &Env, tenant: &str, op: &str, payload: String) -> Result<String> {
     let stub = env
         .durable_object("TENANT_GATE")?

@@ -13,7 +13,7 @@ use switchyard_core::logline::rfc3339;
 use switchyard_core::tenancy::{
     far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
     verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError, Refusal,
-    SettleRequest, SettleResponse, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
+    SettleRequest, SpendView, END_USER_PREFIX, VIEW_TTL_MS,
 };
 use switchyard_core::usage::Usage;
 use worker::wasm_bindgen::JsValue;
@@ -238,7 +238,7 @@ pub async fn admit(
         user_cap_nanos: user_cap,
         hold_ms,
     };
-    let resp: AdmitResponse = match gate::call(env, &caller.tenant.id, user, "admit", &req).await {
+    let resp: AdmitResponse = match gate::admit(env, &caller.tenant.id, user, &req).await {
         Ok(r) => r,
         Err(e) => {
             // Availability first: a gate outage admits (and is logged); the ledger stays exact.
@@ -361,9 +361,7 @@ async fn settle_gate(
             view.local_nanos += cost;
         }
     });
-    match gate::call::<_, SettleResponse>(env, &caller.tenant.id, caller.user(), "settle", &req)
-        .await
-    {
+    match gate::settle(env, &caller.tenant.id, caller.user(), &req).await {
         Ok(resp) => {
             remember_view(&caller.tenant.id, resp.spend);
             resp.alerts

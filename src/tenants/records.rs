@@ -9,9 +9,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde::Deserialize;
 use switchyard_core::error::GatewayError;
-use switchyard_core::tenancy::{Budget, Limits};
+use switchyard_core::tenancy::codec::TenantRow;
+use switchyard_core::tenancy::Limits;
 use worker::wasm_bindgen::JsValue;
 use worker::Env;
 
@@ -40,39 +40,13 @@ pub struct TenantRecord {
     pub touched: std::cell::Cell<bool>,
 }
 
-/// One row as the JSON object SQLite builds (`SELECT json_object(…) AS j`): read with the
-/// serde_json already in the worker rather than a second deserializer for JS values.
-#[derive(Deserialize)]
-struct Row {
-    id: String,
-    status: String,
-    allowed_models: Option<Vec<String>>,
-    allowed_origins: Option<Vec<String>>,
-    rpm_limit: Option<u64>,
-    tpm_limit: Option<u64>,
-    user_rpm_limit: Option<u64>,
-    user_tpm_limit: Option<u64>,
-    signing_key_version: u32,
-    #[serde(default)]
-    budgets: Vec<Budget>,
-    token_id: Option<String>,
-    #[serde(default)]
-    residency: Option<String>,
-}
-
-impl From<Row> for TenantRecord {
-    fn from(r: Row) -> Self {
+impl From<TenantRow> for TenantRecord {
+    fn from(r: TenantRow) -> Self {
         TenantRecord {
             active: r.status == "active",
             allowed_models: r.allowed_models,
             allowed_origins: r.allowed_origins.unwrap_or_default(),
-            limits: Limits {
-                budgets: r.budgets,
-                rpm: r.rpm_limit,
-                tpm: r.tpm_limit,
-                user_rpm: r.user_rpm_limit,
-                user_tpm: r.user_tpm_limit,
-            },
+            limits: r.limits,
             signing_key_version: r.signing_key_version,
             token_id: r.token_id,
             residency: r.residency.filter(|r| !r.is_empty()),
@@ -82,6 +56,8 @@ impl From<Row> for TenantRecord {
     }
 }
 
+/// One row as the JSON object SQLite builds (`SELECT json_object(…) AS j`), read by
+/// [`TenantRow::from_json`] with the serde_json already in the worker.
 const SELECT: &str = "SELECT json_object('id', t.id, 'status', t.status, \
      'allowed_models', json(t.allowed_models), 'allowed_origins', json(t.allowed_origins), \
      'rpm_limit', t.rpm_limit, 'tpm_limit', t.tpm_limit, 'user_rpm_limit', t.user_rpm_limit, \
@@ -142,7 +118,7 @@ async fn query_one(
     let json: Option<String> = stmt.first(Some("j")).await.map_err(db_error)?;
     match json {
         None => Ok(None),
-        Some(j) => serde_json::from_slice::<Row>(j.as_bytes())
+        Some(j) => TenantRow::from_json(j.as_bytes())
             .map(|r| Some(r.into()))
             .map_err(|_| GatewayError::internal("a tenant record could not be read")),
     }

@@ -5,13 +5,14 @@
 //! guarantees (revocation delay, budget overshoot bound) that follow from them.
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 use crate::config::ModelConfig;
 use crate::time::{day_start_ms, month_start_ms, next_month_start_ms, DAY_MS};
 use crate::usage::Usage;
+
+pub mod codec;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding helpers
@@ -124,9 +125,9 @@ pub fn tenant_signing_key(master: &[u8], tenant: &str, version: u32) -> [u8; 32]
     )
 }
 
-/// What an end-user token carries. Written with serde; read by hand in
-/// [`peek_end_user_token`] (a derived reader costs several KB of wasm).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What an end-user token carries. Written by hand ([`EndUserClaims::to_json`]) and read by
+/// hand in [`peek_end_user_token`] (derived codecs cost several KB of wasm).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndUserClaims {
     /// Tenant id.
     pub t: String,
@@ -137,18 +138,15 @@ pub struct EndUserClaims {
     /// Signing key version.
     pub v: u32,
     /// Allowed public model names (narrows the tenant's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub m: Option<Vec<String>>,
     /// Spend cap for this user per UTC day, in nano-USD.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<u64>,
     /// Allowed origins (narrows the tenant's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub o: Option<Vec<String>>,
 }
 
 pub fn sign_end_user_token(key: &[u8; 32], claims: &EndUserClaims) -> String {
-    let payload = b64url(&serde_json::to_vec(claims).unwrap_or_default());
+    let payload = b64url(claims.to_json().as_bytes());
     let mac = hmac(key, payload.as_bytes());
     format!("{END_USER_PREFIX}{payload}.{}", b64url(&mac))
 }
@@ -282,8 +280,7 @@ pub fn usd_to_nanos(usd: f64) -> Option<u64> {
 // ---------------------------------------------------------------------------------------------
 // Budget periods
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Period {
     Day,
     Month,
@@ -328,28 +325,22 @@ impl Period {
 }
 
 /// A budget as configured for a tenant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
     pub period: Period,
     pub limit_nanos: u64,
     /// Fraction of the limit at which the soft alert fires (0 < t ≤ 1).
     pub alert_threshold: f64,
-    #[serde(default)]
     pub webhook_url: Option<String>,
 }
 
 /// Limits the gate enforces, sent along with every gate call (the tenant record is the source).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
-    #[serde(default)]
     pub budgets: Vec<Budget>,
-    #[serde(default)]
     pub rpm: Option<u64>,
-    #[serde(default)]
     pub tpm: Option<u64>,
-    #[serde(default)]
     pub user_rpm: Option<u64>,
-    #[serde(default)]
     pub user_tpm: Option<u64>,
 }
 
@@ -368,7 +359,7 @@ impl Limits {
 
 /// A one-minute window approximated by two fixed buckets (the previous minute weighted by how
 /// much of it still overlaps the last 60 s).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {
     pub bucket_start_ms: u64,
     pub current: u64,
@@ -420,64 +411,53 @@ impl Window {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PeriodSpend {
     pub start_ms: u64,
     pub spent_nanos: u64,
     /// The soft alert for this period instance has fired.
-    #[serde(default)]
     pub alerted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reservation {
     pub nanos: u64,
     pub expires_ms: u64,
 }
 
 /// The tenant-wide state kept by the gate.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TenantGate {
-    #[serde(default)]
     pub spend: BTreeMap<Period, PeriodSpend>,
-    #[serde(default)]
     pub reservations: BTreeMap<String, Reservation>,
-    #[serde(default)]
     pub requests: Window,
-    #[serde(default)]
     pub tokens: Window,
 }
 
 /// One end user's state (stored separately, one entry per user).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserGate {
     pub day_start_ms: u64,
     pub spent_nanos: u64,
-    #[serde(default)]
     pub reserved: BTreeMap<String, u64>,
-    #[serde(default)]
     pub requests: Window,
-    #[serde(default)]
     pub tokens: Window,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdmitRequest {
     pub request_id: String,
     pub limits: Limits,
     /// The worst-case cost to reserve (0 when no budget applies).
     pub reserve_nanos: u64,
-    #[serde(default)]
     pub user: Option<String>,
     /// The end user's daily spend cap, from their token.
-    #[serde(default)]
     pub user_cap_nanos: Option<u64>,
     /// How long the reservation may stay unsettled (the request's total deadline + margin).
     pub hold_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     BudgetExceeded,
     UserBudgetExceeded,
@@ -488,23 +468,19 @@ pub enum Refusal {
 }
 
 /// The gate's answer to an admission. `spend` is the view the isolate caches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdmitResponse {
     pub ok: bool,
-    #[serde(default)]
     pub refusal: Option<Refusal>,
     /// For refusals: when to retry (rate limits) or when the budget period resets (Unix ms).
-    #[serde(default)]
     pub retry_after_s: Option<u64>,
-    #[serde(default)]
     pub period: Option<Period>,
-    #[serde(default)]
     pub resets_ms: Option<u64>,
     pub spend: Vec<SpendView>,
 }
 
 /// Spend in one period as the gate sees it (settled + reserved).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpendView {
     pub period: Period,
     pub start_ms: u64,
@@ -513,18 +489,17 @@ pub struct SpendView {
     pub limit_nanos: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SettleRequest {
     pub request_id: String,
     pub limits: Limits,
     pub cost_nanos: u64,
     pub tokens: u64,
-    #[serde(default)]
     pub user: Option<String>,
 }
 
 /// A soft alert to deliver (once per period instance and threshold).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub period: Period,
     pub period_start_ms: u64,
@@ -534,7 +509,7 @@ pub struct Alert {
     pub webhook_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SettleResponse {
     pub alerts: Vec<Alert>,
     pub spend: Vec<SpendView>,
@@ -873,7 +848,7 @@ mod tests {
         );
         // Tampered payload: a longer expiry with the old signature.
         let (_, mac) = token.rsplit_once('.').unwrap();
-        let forged_payload = b64url(&serde_json::to_vec(&claims(9_999_999)).unwrap());
+        let forged_payload = b64url(claims(9_999_999).to_json().as_bytes());
         let forged = format!("syu_{forged_payload}.{mac}");
         assert_eq!(
             verify_end_user_token(&forged, &key, 1_000),
@@ -1123,8 +1098,7 @@ mod tests {
         let limits = budget(1_000);
         let mut g = TenantGate::default();
         g.admit(None, &admit_req("a", &limits, 5), NOW);
-        let json = serde_json::to_string(&g).unwrap();
-        let back: TenantGate = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, g);
+        let back = TenantGate::from_json(g.to_json().as_bytes());
+        assert_eq!(back, Ok(g));
     }
 }
