@@ -21,11 +21,9 @@
 use super::codec::Reader;
 use super::window::{advance, BUCKETS};
 use crate::policy::FailureClass;
-use serde::Serialize;
 
 /// A breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum State {
     /// Traffic flows; failures are counted.
     #[default]
@@ -130,8 +128,7 @@ impl Default for BreakerConfig {
 }
 
 /// An operator's override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Forced {
     #[default]
     No,
@@ -186,7 +183,7 @@ pub struct Breaker {
 }
 
 /// A read-only view for operators and snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerView {
     pub state: State,
     pub epoch: u32,

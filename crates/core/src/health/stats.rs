@@ -10,7 +10,6 @@ use super::codec::Reader;
 use super::window::{advance, BUCKETS};
 use super::{class_code, CLASSES};
 use crate::policy::FailureClass;
-use serde::Serialize;
 
 /// Upper bounds (inclusive, ms) of the TTFB histogram's buckets. A p95 is reported as the bound
 /// of the bucket it falls in; the last bucket means "more than a minute".
@@ -40,7 +39,7 @@ impl Default for StatsConfig {
 }
 
 /// Outcome counts over the window, indexed by [`class_code`] (0 = success).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClassCounts(pub [u32; CLASSES]);
 
 impl ClassCounts {
