@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::logline::rfc3339;
+use switchyard_core::tenancy::codec::failure_line;
 use switchyard_core::tenancy::{
     far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
     verify_end_user_token, AdmitRequest, AdmitResponse, EndUserClaims, EndUserTokenError, Refusal,
@@ -244,7 +245,12 @@ pub async fn admit(
             // Availability first: a gate outage admits (and is logged); the ledger stays exact.
             console_error!(
                 "{}",
-                serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
+                failure_line(
+                    "switchyard.gate_unavailable",
+                    "tenant",
+                    &caller.tenant.id,
+                    &e.to_string()
+                )
             );
             return Ok(Admission { gated: false });
         }
@@ -369,7 +375,12 @@ async fn settle_gate(
         Err(e) => {
             console_error!(
                 "{}",
-                serde_json::json!({"msg": "switchyard.gate_unavailable", "tenant": caller.tenant.id, "error": e.to_string()})
+                failure_line(
+                    "switchyard.gate_unavailable",
+                    "tenant",
+                    &caller.tenant.id,
+                    &e.to_string()
+                )
             );
             Vec::new()
         }
@@ -418,18 +429,9 @@ async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
 }
 
 async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {
-    let body = serde_json::json!({
-        "type": "budget.threshold_reached",
-        "tenant": tenant,
-        "period": alert.period.as_str(),
-        "period_start": rfc3339(alert.period_start_ms),
-        "threshold": alert.threshold,
-        "spent_usd": format_usd(alert.spent_nanos),
-        "limit_usd": format_usd(alert.limit_nanos),
-    });
     let mut status = None;
     if let Some(url) = alert.webhook_url.as_deref() {
-        let payload = JsValue::from_str(&body.to_string());
+        let payload = JsValue::from_str(&alert.webhook_body(tenant));
         if let Ok(req) =
             crate::upstream::post(url, &[("content-type", "application/json")], &payload)
         {
@@ -440,10 +442,5 @@ async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {
             };
         }
     }
-    console_log!(
-        "{}",
-        serde_json::json!({"msg": "switchyard.budget_alert", "tenant": tenant, "period": alert.period.as_str(),
-                           "threshold": alert.threshold, "spent_usd": format_usd(alert.spent_nanos),
-                           "limit_usd": format_usd(alert.limit_nanos), "webhook_status": status})
-    );
+    console_log!("{}", alert.log_line(tenant, status));
 }

@@ -16,11 +16,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::format_usd;
 use super::{
     AdmitRequest, AdmitResponse, Alert, Budget, EndUserClaims, Limits, Period, PeriodSpend,
     Refusal, Reservation, SettleRequest, SettleResponse, SpendView, TenantGate, UserGate, Window,
 };
 use crate::json::{parse, DecodeError, JsonWriter, Obj};
+use crate::logline::rfc3339;
 
 fn period(v: &Value, k: &'static str) -> Result<Period, DecodeError> {
     v.as_str()
@@ -504,6 +506,75 @@ impl SettleResponse {
             spend: read_views(o.req("spend")?)?,
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts and log lines
+
+impl Alert {
+    /// The webhook's body: `{"type":"budget.threshold_reached","tenant":…,"period":…,
+    /// "period_start":<RFC 3339>,"threshold":…,"spent_usd":…,"limit_usd":…}` (docs/TENANTS.md).
+    pub fn webhook_body(&self, tenant: &str) -> String {
+        let mut w = JsonWriter::new();
+        w.open()
+            .key("type")
+            .str("budget.threshold_reached")
+            .key("tenant")
+            .str(tenant)
+            .key("period")
+            .str(self.period.as_str())
+            .key("period_start")
+            .str(&rfc3339(self.period_start_ms))
+            .key("threshold")
+            .f64(self.threshold)
+            .key("spent_usd")
+            .str(&format_usd(self.spent_nanos))
+            .key("limit_usd")
+            .str(&format_usd(self.limit_nanos))
+            .close();
+        w.finish()
+    }
+
+    /// The `switchyard.budget_alert` log line; `webhook_status` is `null` without a webhook,
+    /// 0 when it could not be reached.
+    pub fn log_line(&self, tenant: &str, webhook_status: Option<u16>) -> String {
+        let mut w = JsonWriter::new();
+        w.open()
+            .key("msg")
+            .str("switchyard.budget_alert")
+            .key("tenant")
+            .str(tenant)
+            .key("period")
+            .str(self.period.as_str())
+            .key("threshold")
+            .f64(self.threshold)
+            .key("spent_usd")
+            .str(&format_usd(self.spent_nanos))
+            .key("limit_usd")
+            .str(&format_usd(self.limit_nanos))
+            .key("webhook_status");
+        match webhook_status {
+            Some(s) => w.u64(s.into()),
+            None => w.null(),
+        };
+        w.close();
+        w.finish()
+    }
+}
+
+/// A log line `{"msg":<msg>,<key>:<value>,"error":<error>}` (the gate or the ledger could not
+/// be reached).
+pub fn failure_line(msg: &str, key: &str, value: &str, error: &str) -> String {
+    let mut w = JsonWriter::new();
+    w.open()
+        .key("msg")
+        .str(msg)
+        .key(key)
+        .str(value)
+        .key("error")
+        .str(error)
+        .close();
+    w.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -996,6 +1067,33 @@ mod tests {
         ] {
             assert_eq!(TenantRow::from_json(bad.as_bytes()), Err(err), "{bad}");
         }
+    }
+
+    #[test]
+    fn alert_lines() {
+        let a = Alert {
+            period: Period::Month,
+            period_start_ms: 1_793_491_200_000,
+            threshold: 0.8,
+            spent_nanos: 1_500_000_000,
+            limit_nanos: 2_000_000_000,
+            webhook_url: None,
+        };
+        assert_eq!(
+            a.webhook_body("ac\"me"),
+            r#"{"type":"budget.threshold_reached","tenant":"ac\"me","period":"month","period_start":"2026-11-01T00:00:00.000Z","threshold":0.8,"spent_usd":"1.5","limit_usd":"2.0"}"#
+        );
+        assert_eq!(
+            a.log_line("acme", Some(204)),
+            r#"{"msg":"switchyard.budget_alert","tenant":"acme","period":"month","threshold":0.8,"spent_usd":"1.5","limit_usd":"2.0","webhook_status":204}"#
+        );
+        assert!(a
+            .log_line("acme", None)
+            .ends_with(r#""webhook_status":null}"#));
+        assert_eq!(
+            failure_line("switchyard.gate_unavailable", "tenant", "t", "a\nb"),
+            r#"{"msg":"switchyard.gate_unavailable","tenant":"t","error":"a\nb"}"#
+        );
     }
 
     #[test]
