@@ -44,6 +44,41 @@ fn policy_defaults_and_unknown_fields() {
 }
 
 #[test]
+fn policy_reads_by_hand_as_the_derive_did() {
+    let at = "routes[0].cache";
+    let read = |text: &str| CachePolicy::from_json(&serde_json::from_str(text).unwrap(), at);
+    assert_eq!(read("{}"), Ok(CachePolicy::default()));
+    let full = r#"{"enabled":true,"ttl_s":60,"shared_namespace":"docs","cache_tool_calls":true,
+        "allow_nondeterministic":true,"stale_if_error_s":600}"#;
+    assert_eq!(
+        read(full),
+        Ok(serde_json::from_str::<CachePolicy>(full).unwrap())
+    );
+    let nulls = r#"{"enabled":null,"ttl_s":null,"shared_namespace":null}"#;
+    assert_eq!(read(nulls), Ok(CachePolicy::default()));
+    let path = |text: &str| read(text).unwrap_err().path;
+    for (bad, field) in [
+        (r#"{"ttl":5}"#, "ttl"),
+        (r#"{"ttl_s":-1}"#, "ttl_s"),
+        (r#"{"ttl_s":1.5}"#, "ttl_s"),
+        (r#"{"ttl_s":4294967296}"#, "ttl_s"),
+        (r#"{"stale_if_error_s":"1"}"#, "stale_if_error_s"),
+        (r#"{"enabled":"yes"}"#, "enabled"),
+        (r#"{"cache_tool_calls":1}"#, "cache_tool_calls"),
+        (r#"{"allow_nondeterministic":[]}"#, "allow_nondeterministic"),
+        (r#"{"shared_namespace":5}"#, "shared_namespace"),
+    ] {
+        assert_eq!(path(bad), format!("{at}.{field}"), "{bad}");
+    }
+    assert_eq!(path("[]"), at);
+    assert_eq!(path("true"), at);
+    assert!(read(r#"{"ttl":5}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("unknown field"));
+}
+
+#[test]
 fn policy_validation_names_the_field() {
     let at = "routes[2].cache";
     let check = |p: CachePolicy| p.validate(at).unwrap_err().path;
