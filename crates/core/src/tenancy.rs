@@ -165,41 +165,7 @@ pub fn peek_end_user_token(token: &str) -> Result<EndUserClaims, EndUserTokenErr
         .ok_or(EndUserTokenError::Malformed)?;
     let (payload, _) = rest.split_once('.').ok_or(EndUserTokenError::Malformed)?;
     let bytes = b64url_decode(payload).ok_or(EndUserTokenError::Malformed)?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|_| EndUserTokenError::Malformed)?;
-    claims_from_json(&v).ok_or(EndUserTokenError::Malformed)
-}
-
-/// The claims from their JSON object (what serde's derive accepted: unknown fields ignored,
-/// `m`/`cap`/`o` absent or null mean none).
-fn claims_from_json(v: &serde_json::Value) -> Option<EndUserClaims> {
-    use serde_json::Value;
-    let o = v.as_object()?;
-    let text = |k: &str| o.get(k)?.as_str().map(str::to_string);
-    let opt = |k: &str| o.get(k).filter(|x| !x.is_null());
-    let list = |k: &str| -> Option<Option<Vec<String>>> {
-        match opt(k) {
-            None => Some(None),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| x.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-                .map(Some),
-            Some(_) => None,
-        }
-    };
-    Some(EndUserClaims {
-        t: text("t")?,
-        u: text("u")?,
-        exp: o.get("exp")?.as_u64()?,
-        v: u32::try_from(o.get("v")?.as_u64()?).ok()?,
-        m: list("m")?,
-        cap: match opt("cap") {
-            None => None,
-            Some(x) => Some(x.as_u64()?),
-        },
-        o: list("o")?,
-    })
+    EndUserClaims::from_json(&bytes).map_err(|_| EndUserTokenError::Malformed)
 }
 
 /// Verify signature and expiry.

@@ -643,6 +643,21 @@ impl EndUserClaims {
             .close();
         w.finish()
     }
+
+    /// What the derive accepted: unknown fields ignored, `m`/`cap`/`o` absent or null mean none.
+    pub fn from_json(text: &[u8]) -> Result<EndUserClaims, DecodeError> {
+        let v = parse(text)?;
+        let o = Obj::new(&v, "claims")?;
+        Ok(EndUserClaims {
+            t: o.str("t")?.to_string(),
+            u: o.str("u")?.to_string(),
+            exp: o.u64("exp")?,
+            v: o.u32("v")?,
+            m: o.opt_strs("m")?,
+            cap: o.opt_u64("cap")?,
+            o: o.opt_strs("o")?,
+        })
+    }
 }
 
 #[cfg(test)]
