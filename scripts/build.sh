@@ -12,6 +12,16 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export WASM_BINDGEN_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen"
 export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
-args=(--release)
-if [[ "${SWITCHYARD_NO_OPT:-}" == 1 ]]; then args+=(--no-opt); fi
-exec worker-build "${args[@]}"
+worker-build --release
+if [[ "${SWITCHYARD_NO_OPT:-}" == 1 ]]; then exit 0; fi
+# wasm-opt for size. The feature list is the one workerd runs (rustc's wasm32 defaults plus the
+# exception handling wasm-bindgen's catch wrappers use), given explicitly so binaryen never emits
+# newer encodings.
+features=()
+for f in mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalue \
+  reference-types exception-handling; do
+  features+=("--enable-$f")
+done
+"$WASM_OPT_BIN" -Oz --converge --strip-debug --strip-producers "${features[@]}" \
+  build/index_bg.wasm -o build/index_bg.opt.wasm
+mv build/index_bg.opt.wasm build/index_bg.wasm

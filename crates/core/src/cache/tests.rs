@@ -1,6 +1,7 @@
 use super::*;
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::openai::{stream_error_event, OpenAiStream};
+use crate::providers::EventDecoder;
 use serde_json::json;
 
 fn req(v: Value) -> ChatRequest {

@@ -58,6 +58,7 @@
 use super::common::{self, ChunkWriter, Target};
 use super::openai::class_of_status;
 use super::{sanitize_message, UpstreamAnswer, UpstreamRequest};
+use super::{EventDecoder, SseInput};
 use crate::chat::{
     content_parts, media_source, ChatRequest, ContentPart, MediaSource, MessageView,
     ResponseFormat, ToolChoice,
@@ -65,7 +66,7 @@ use crate::chat::{
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
-use crate::sse::{frame_data, SseEvent, SseParser};
+use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
 use serde_json::{json, Map, Value};
 
@@ -643,8 +644,7 @@ enum Block {
 /// Re-frames an Anthropic Messages SSE stream as OpenAI chat-completion chunks.
 #[derive(Debug, Default)]
 pub struct AnthropicStream {
-    parser: SseParser,
-    events: Vec<SseEvent>,
+    pub(super) input: SseInput,
     include_usage: bool,
     writer: ChunkWriter,
     role_sent: bool,
@@ -681,23 +681,10 @@ impl AnthropicStream {
         self.writer.created = created;
     }
 
-    /// Feed upstream bytes; bytes for the caller are appended to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self.parser.push(bytes, &mut events);
-        let result = self.handle(&events, out);
-        events.clear();
-        self.events = events;
-        parsed.map_err(|_| AttemptFailure::malformed("an event exceeds 4 MiB"))?;
-        result
-    }
-
     /// The upstream body ended: complete (`message_stop`, or at least a stop reason) → `[DONE]`;
     /// anything else is a truncation.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
-        let mut events = Vec::new();
-        self.parser.finish(&mut events);
-        self.handle(&events, out)?;
+        self.drain(out)?;
         if self.done {
             return Ok(());
         }
@@ -749,7 +736,11 @@ impl AnthropicStream {
         }
     }
 
-    fn handle(&mut self, events: &[SseEvent], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+    pub(super) fn handle(
+        &mut self,
+        events: &[SseEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), AttemptFailure> {
         for ev in events {
             if self.done {
                 break;

@@ -51,13 +51,14 @@
 use super::common::{self, ChunkWriter, Target};
 use super::openai::class_of_status;
 use super::{sanitize_message, UpstreamAnswer, UpstreamRequest};
+use super::{EventDecoder, SseInput};
 use crate::chat::{
     media_source, ChatRequest, ContentPart, MediaSource, ResponseFormat, ToolChoice,
 };
 use crate::config::ProviderConfig;
 use crate::error::GatewayError;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
-use crate::sse::{frame_data, SseEvent, SseParser};
+use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -847,8 +848,7 @@ struct Candidate {
 /// Re-frames a Gemini `streamGenerateContent?alt=sse` stream as OpenAI chat-completion chunks.
 #[derive(Debug, Default)]
 pub struct GeminiStream {
-    parser: SseParser,
-    events: Vec<SseEvent>,
+    pub(super) input: SseInput,
     include_usage: bool,
     writer: ChunkWriter,
     started: bool,
@@ -884,23 +884,10 @@ impl GeminiStream {
         self.writer.created = created;
     }
 
-    /// Feed upstream bytes; bytes for the caller are appended to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self.parser.push(bytes, &mut events);
-        let result = self.handle(&events, out);
-        events.clear();
-        self.events = events;
-        parsed.map_err(|_| AttemptFailure::malformed("an event exceeds 4 MiB"))?;
-        result
-    }
-
     /// The upstream body ended (Gemini sends no `[DONE]`): after a finish reason, write the
     /// usage chunk (if asked) and `[DONE]`; without one it is a truncation.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
-        let mut events = Vec::new();
-        self.parser.finish(&mut events);
-        self.handle(&events, out)?;
+        self.drain(out)?;
         if self.done {
             return Ok(());
         }
@@ -933,7 +920,11 @@ impl GeminiStream {
         self.candidates.len() - 1
     }
 
-    fn handle(&mut self, events: &[SseEvent], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+    pub(super) fn handle(
+        &mut self,
+        events: &[SseEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), AttemptFailure> {
         for ev in events {
             if self.done {
                 break;

@@ -18,6 +18,7 @@ use crate::chat::ChatRequest;
 use crate::config::{Protocol, ProviderConfig};
 use crate::error::GatewayError;
 use crate::policy::AttemptFailure;
+use crate::sse::{SseEvent, SseParser};
 use crate::usage::Usage;
 
 /// An HTTP request for the edge to send. Header values may hold the API key: the edge must never
@@ -172,6 +173,57 @@ pub fn parse_chat_answer_at(
         Protocol::Gemini => gemini::parse_chat_answer(&body, created_unix_secs),
     }
 }
+
+/// The SSE half the three stream decoders share: the parser and a reusable event buffer.
+#[derive(Debug, Default)]
+pub struct SseInput {
+    parser: SseParser,
+    events: Vec<SseEvent>,
+}
+
+/// A stream decoder: it says how to handle a batch of complete SSE events; feeding bytes and
+/// draining the end of the body are the same for every provider.
+pub trait EventDecoder {
+    fn input(&mut self) -> &mut SseInput;
+
+    fn handle(&mut self, events: &[SseEvent], out: &mut Vec<u8>) -> Result<(), AttemptFailure>;
+
+    /// Feed upstream bytes; bytes for the caller are appended to `out`.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+        let mut events = std::mem::take(&mut self.input().events);
+        let parsed = self.input().parser.push(bytes, &mut events);
+        let result = self.handle(&events, out);
+        events.clear();
+        self.input().events = events;
+        parsed.map_err(|_| AttemptFailure::malformed("an event exceeds 4 MiB"))?;
+        result
+    }
+
+    /// The body ended: handle an event it left without its closing blank line.
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+        let mut events = Vec::new();
+        self.input().parser.finish(&mut events);
+        self.handle(&events, out)
+    }
+}
+
+macro_rules! event_decoders {
+    ($($t:ty),*) => {$(
+        impl EventDecoder for $t {
+            fn input(&mut self) -> &mut SseInput {
+                &mut self.input
+            }
+            fn handle(&mut self, e: &[SseEvent], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+                <$t>::handle(self, e, out)
+            }
+        }
+    )*};
+}
+event_decoders!(
+    openai::OpenAiStream,
+    anthropic::AnthropicStream,
+    gemini::GeminiStream
+);
 
 /// Re-frames an upstream stream as OpenAI chat-completion chunks for the caller, whatever the
 /// upstream protocol. The edge feeds it bytes and forwards what comes out.

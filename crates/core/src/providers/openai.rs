@@ -5,10 +5,11 @@
 //! accounted; the usage chunk is removed again when the caller did not ask for it.
 
 use super::{sanitize_message, UpstreamAnswer, UpstreamRequest};
+use super::{EventDecoder, SseInput};
 use crate::chat::ChatRequest;
 use crate::config::ProviderConfig;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
-use crate::sse::{frame_data, SseEvent, SseParser};
+use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
 use serde_json::{json, Value};
 
@@ -116,8 +117,7 @@ pub fn class_of_status(status: u16) -> FailureClass {
 /// Re-frames an upstream OpenAI SSE stream for the caller, event by event, keeping usage.
 #[derive(Debug, Default)]
 pub struct OpenAiStream {
-    parser: SseParser,
-    events: Vec<SseEvent>,
+    pub(super) input: SseInput,
     /// The caller asked for the usage chunk.
     include_usage: bool,
     pub usage: Option<Usage>,
@@ -140,23 +140,10 @@ impl OpenAiStream {
         }
     }
 
-    /// Feed upstream bytes; bytes for the caller are appended to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self.parser.push(bytes, &mut events);
-        let result = self.handle(&events, out);
-        events.clear();
-        self.events = events;
-        parsed.map_err(|_| AttemptFailure::malformed("an event exceeds 4 MiB"))?;
-        result
-    }
-
     /// The upstream body ended. A complete answer (finish reason or `[DONE]`) is finalised with
     /// `[DONE]`; anything else is a truncation and an error.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
-        let mut events = Vec::new();
-        self.parser.finish(&mut events);
-        self.handle(&events, out)?;
+        self.drain(out)?;
         if self.done {
             return Ok(());
         }
@@ -172,7 +159,11 @@ impl OpenAiStream {
         ))
     }
 
-    fn handle(&mut self, events: &[SseEvent], out: &mut Vec<u8>) -> Result<(), AttemptFailure> {
+    pub(super) fn handle(
+        &mut self,
+        events: &[SseEvent],
+        out: &mut Vec<u8>,
+    ) -> Result<(), AttemptFailure> {
         for ev in events {
             if self.done {
                 break;
