@@ -5,7 +5,8 @@
 //! residency, and health from the isolate's snapshot, `crate::health`); every retry and
 //! failover decision from [`switchyard_core::policy::Planner`], whose target `i` is the plan's
 //! `order()[i]`. This module only performs the I/O they ask for, and records each attempt's
-//! outcome for the targets' circuit breakers (sent after the response). A streamed attempt counts
+//! outcome for the circuit breaker of the target and key it used (sent after the response; a
+//! stream's when it ends, by the relay). A streamed attempt counts
 //! as answered only once its first content token has arrived, so anything that breaks before
 //! that fails over invisibly to the caller.
 //! The same loop serves every kind of request ([`Work`]): chat, streamed or not, and embeddings.
@@ -152,12 +153,13 @@ pub async fn run(
             .collect();
         let snapshot = health::snapshot(env, &health_settings, &ids).await;
         let (unit, now) = (random_unit(), now_ms());
-        let mut plan = with_keys(env, |keys| {
-            routing::plan(
+        let mut plan = Err(GatewayError::internal("no plan"));
+        with_keys(env, &mut |keys| {
+            plan = routing::plan(
                 config, route, &snapshot, keys, &features, hints.hash, unit, now,
-            )
-        })
-        .map_err(fail)?;
+            );
+        });
+        let mut plan = plan.map_err(fail)?;
         // Positions whose probe question is settled (the Planner walks them in order).
         let mut settled = 0;
         let mut planner = Planner::new(
@@ -234,8 +236,9 @@ pub async fn run(
                 )));
             };
             // The plan's key, unless this request has since passed it over (401/403, 429).
-            let (k, key_snap) = with_keys(env, |keys| {
-                let (k, s) = routing::choose_key(
+            let (mut k, mut key_snap) = (None, None);
+            with_keys(env, &mut |keys| {
+                let (c, s) = routing::choose_key(
                     provider,
                     &target.model,
                     keys,
@@ -243,7 +246,7 @@ pub async fn run(
                     hints.hash,
                     now_ms(),
                 );
-                (k, s.copied())
+                (k, key_snap) = (c, s.copied());
             });
             let (epoch, probe) = candidate.stamp(k, key_snap.as_ref());
             let key = platform::key(env, provider, k);

@@ -124,7 +124,7 @@ thread_local! {
 
 /// Run `f` with what choosing a key needs (`routing::plan`, `routing::choose_key`): this
 /// isolate's passed-over keys and which secrets are set.
-pub fn with_keys<R>(env: &Env, f: impl FnOnce(&Keys<'_>) -> R) -> R {
+pub fn with_keys(env: &Env, f: &mut dyn FnMut(&Keys<'_>)) {
     KEYS.with(|k| {
         let state = k.borrow();
         let is_set = |name: &str| secret(env, name).is_some();

@@ -12,11 +12,11 @@
 //! `{"msg":"switchyard.probe","target":…,"outcome":…,"ms":…}`.
 
 use switchyard_core::config::{Config, ProviderConfig};
-use switchyard_core::health::{Entry, Outcome, Snapshot, TargetReport, TargetSnapshot};
+use switchyard_core::health::{Entry, Outcome, TargetReport, TargetSnapshot};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::policy::Deadlines;
 use switchyard_core::providers::build_probe;
-use switchyard_core::routing::{self, stable_hash};
+use switchyard_core::routing;
 use worker::{console_log, Env};
 
 use super::{call, remember, report_body, target_body, Call};
@@ -33,22 +33,13 @@ pub async fn run(env: &Env) {
         return;
     };
     // One after the other: most targets answer "no probe due" at once, and the cron has time.
-    for (id, p, model, k) in routing::health_targets(&config, &config.routes) {
-        // A key's own target is probed with that key; a key that is not set is never used.
-        let key = match k {
-            Some(_) => match platform::key(env, p, k) {
-                Some(key) => Some(key),
-                None => continue,
-            },
-            None => {
-                let now = now_ms();
-                let k = platform::with_keys(env, |keys| {
-                    let hash = stable_hash(id.as_bytes());
-                    routing::choose_key(p, model, keys, &Snapshot::default(), hash, now).0
-                });
-                platform::key(env, p, k)
-            }
-        };
+    for (id, p, _, k) in routing::health_targets(&config, &config.routes) {
+        // A key's own target is probed with that key (a key that is not set is never used); a
+        // provider with one key (or none) with it, if set.
+        let key = platform::key(env, p, k.or(Some(0)));
+        if k.is_some() && key.is_none() {
+            continue;
+        }
         probe(env, &config, &id, p, key).await;
     }
 }
