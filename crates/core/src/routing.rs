@@ -522,11 +522,9 @@ pub fn health_targets<'c>(config: &'c Config, routes: &'c [RouteConfig]) -> Vec<
         let Some(p) = config.provider(&t.provider) else {
             continue;
         };
-        let keys: Vec<Option<usize>> = match per_key(p) {
-            true => (0..p.api_key_secrets.len()).map(Some).collect(),
-            false => vec![None],
-        };
-        for k in keys {
+        let multi = per_key(p);
+        for k in 0..if multi { p.api_key_secrets.len() } else { 1 } {
+            let k = multi.then_some(k);
             let id = health_id(p, &t.model, k);
             if !out.iter().any(|o| o.0 == id) {
                 out.push((id, p, &t.model, k));
