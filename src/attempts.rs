@@ -5,24 +5,25 @@
 //! residency, and health from the isolate's snapshot, `crate::health`); every retry and
 //! failover decision from [`switchyard_core::policy::Planner`], whose target `i` is the plan's
 //! `order()[i]`. This module only performs the I/O they ask for, and records each attempt's
-//! outcome for the targets' circuit breakers (sent after the response). A streamed attempt counts
+//! outcome for the circuit breaker of the target and key it used (sent after the response; a
+//! stream's when it ends, by the relay). A streamed attempt counts
 //! as answered only once its first content token has arrived, so anything that breaks before
 //! that fails over invisibly to the caller.
 //! The same loop serves every kind of request ([`Work`]): chat, streamed or not, and embeddings.
 
 use switchyard_core::config::{Config, ProviderConfig, RouteConfig, TargetConfig};
 use switchyard_core::error::GatewayError;
-use switchyard_core::health::{self as core_health, target_id, HealthSettings};
+use switchyard_core::health::{self as core_health, HealthSettings};
 use switchyard_core::logline::AttemptRecord;
 use switchyard_core::policy::{
     AttemptFailure, Deadlines, Decision, FailureClass, Planner, RetryPolicy,
 };
 use switchyard_core::providers::{self, ChatStream, UpstreamAnswer, Work};
-use switchyard_core::routing::{self, Admission, Location, RequestFeatures};
+use switchyard_core::routing::{self, health_id, Admission, Location, RequestFeatures};
 use worker::{ByteStream, Env, Request};
 
 use crate::health;
-use crate::platform::{now_ms, pass_over_key, pick_key, random_unit, BAD_KEY_TTL_MS};
+use crate::platform::{self, now_ms, pass_over_key, random_unit, with_keys, BAD_KEY_TTL_MS};
 use crate::upstream::{self, Abort, InFlight, Next};
 
 /// What routing needs from the request besides its body: `x-switchyard-tier`, where the caller
@@ -94,9 +95,9 @@ pub struct StreamStart {
     pub buffered: Vec<u8>,
     /// The upstream already ended; `buffered` holds the whole, complete answer.
     pub ended: bool,
-    /// The target's breaker identity, so a stream that breaks after its first token is still
-    /// reported as the provider-side failure it is: (target id, epoch, health settings).
-    pub health: Option<(String, u32, HealthSettings)>,
+    /// The attempt's outcome, recorded once when the stream ends (`Outcome::stream_ended`): a
+    /// success if it completed, the failure that broke it otherwise.
+    pub health: Option<(core_health::Outcome, HealthSettings)>,
 }
 
 #[allow(clippy::large_enum_variant)] // one per request, moved once
@@ -145,22 +146,20 @@ pub async fn run(
             error,
             route: route.model.clone(),
         };
-        let ids: Vec<String> = route
-            .targets
-            .iter()
-            .map(|t| target_id(&t.provider, &t.model, None))
+        // Every key of a provider with several has its own breaker (`routing::health_id`).
+        let ids: Vec<String> = routing::health_targets(config, std::slice::from_ref(route))
+            .into_iter()
+            .map(|t| t.0)
             .collect();
         let snapshot = health::snapshot(env, &health_settings, &ids).await;
-        let mut plan = routing::plan(
-            config,
-            route,
-            &snapshot,
-            &features,
-            hints.hash,
-            random_unit(),
-            now_ms(),
-        )
-        .map_err(fail)?;
+        let (unit, now) = (random_unit(), now_ms());
+        let mut plan = Err(GatewayError::internal("no plan"));
+        with_keys(env, &mut |keys| {
+            plan = routing::plan(
+                config, route, &snapshot, keys, &features, hints.hash, unit, now,
+            );
+        });
+        let mut plan = plan.map_err(fail)?;
         // Positions whose probe question is settled (the Planner walks them in order).
         let mut settled = 0;
         let mut planner = Planner::new(
@@ -208,7 +207,12 @@ pub async fn run(
                     settled = pos + 1;
                     continue;
                 }
-                match health::acquire_probe(env, &ids[c.index]).await {
+                let t = &route.targets[c.index];
+                let id = match config.provider(&t.provider) {
+                    Some(p) => health_id(p, &t.model, c.key),
+                    None => String::new(),
+                };
+                match health::acquire_probe(env, &id).await {
                     Some((token, snap)) => {
                         if plan.settle_probe(pos, token, &snap).is_some() {
                             settled = pos + 1;
@@ -231,11 +235,25 @@ pub async fn run(
                     "route names an unknown provider",
                 )));
             };
-            let key = pick_key(env, provider, hints.hash);
+            // The plan's key, unless this request has since passed it over (401/403, 429).
+            let (mut k, mut key_snap) = (None, None);
+            with_keys(env, &mut |keys| {
+                let (c, s) = routing::choose_key(
+                    provider,
+                    &target.model,
+                    keys,
+                    &snapshot,
+                    hints.hash,
+                    now_ms(),
+                );
+                (k, key_snap) = (c, s.copied());
+            });
+            let (epoch, probe) = candidate.stamp(k, key_snap.as_ref());
+            let key = platform::key(env, provider, k);
             let t0 = now_ms();
             let mut warnings = Vec::new();
             let mut ttfb = None;
-            let result = attempt(
+            let mut result = attempt(
                 provider,
                 key.as_ref(),
                 target,
@@ -253,22 +271,24 @@ pub async fn run(
                 Err(AttemptError::Fatal(_)) => None,
             };
             if let Some(class) = class {
-                health::record(
-                    &health_settings,
-                    &core_health::Outcome {
-                        target: ids[candidate.index].clone(),
-                        started_ms: t0,
-                        ended_ms: now_ms(),
-                        ttfb_ms: ttfb.map(|t| t - t0),
-                        class,
-                        retry_after_ms: match &result {
-                            Err(AttemptError::Failed(f)) => f.retry_after_ms,
-                            _ => None,
-                        },
-                        epoch: candidate.epoch,
-                        probe: candidate.admission == Admission::Probe,
+                let o = core_health::Outcome {
+                    target: health_id(provider, &target.model, k),
+                    started_ms: t0,
+                    ended_ms: now_ms(),
+                    ttfb_ms: ttfb.map(|t| t - t0),
+                    class,
+                    retry_after_ms: match &result {
+                        Err(AttemptError::Failed(f)) => f.retry_after_ms,
+                        _ => None,
                     },
-                );
+                    epoch,
+                    probe,
+                };
+                match &mut result {
+                    // One outcome per attempt: a stream's is recorded when it ends (the relay).
+                    Ok(Answer::Stream(start)) => start.health = Some((o, health_settings)),
+                    _ => health::record(&health_settings, &o),
+                }
             }
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
@@ -281,14 +301,7 @@ pub async fn run(
                 ms: now_ms() - t0,
             });
             match result {
-                Ok(mut answer) => {
-                    if let Answer::Stream(start) = &mut answer {
-                        start.health = Some((
-                            ids[candidate.index].clone(),
-                            candidate.epoch,
-                            health_settings,
-                        ));
-                    }
+                Ok(answer) => {
                     return Ok(Outcome {
                         answer,
                         route: route.model.clone(),

@@ -483,7 +483,7 @@ async fn serve(
                         settlement.latency_ms = end.latency_ms;
                     }
                     tenants::settle(&env, &caller, &admission, settlement).await;
-                    // A stream that broke after its first token left a failure for its target.
+                    // The stream's attempt recorded its one outcome when the stream ended.
                     crate::health::flush_pending(&env).await;
                 }),
             );

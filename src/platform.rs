@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use switchyard_core::config::{Config, ConfigError, ProviderConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
-use switchyard_core::routing::KeyState;
+use switchyard_core::routing::{KeyState, Keys};
 use worker::{console_error, Env};
 
 /// Unix milliseconds. (In Workers the clock advances on I/O, which is all a deadline needs.)
@@ -122,21 +122,23 @@ thread_local! {
     static KEYS: RefCell<KeyState> = RefCell::new(KeyState::default());
 }
 
-/// The provider's key for this request: among its set secrets, the one
-/// `KeyState::pick_key` chooses (`first` or `spread` by the request hash, skipping keys passed
-/// over; when all are, the one free soonest). Returns (secret name, value).
-pub fn pick_key(env: &Env, provider: &ProviderConfig, hash: u64) -> Option<(String, String)> {
-    let set: Vec<(&str, String)> = provider
-        .api_key_secrets
-        .iter()
-        .filter_map(|n| secret(env, n).map(|v| (n.as_str(), v)))
-        .collect();
-    let names: Vec<&str> = set.iter().map(|(n, _)| *n).collect();
-    let k = KEYS.with(|k| {
-        k.borrow()
-            .pick_key(&names, provider.key_selection, hash, now_ms())
-    })?;
-    set.into_iter().nth(k).map(|(n, v)| (n.to_string(), v))
+/// Run `f` with what choosing a key needs (`routing::plan`, `routing::choose_key`): this
+/// isolate's passed-over keys and which secrets are set.
+pub fn with_keys(env: &Env, f: &mut dyn FnMut(&Keys<'_>)) {
+    KEYS.with(|k| {
+        let state = k.borrow();
+        let is_set = |name: &str| secret(env, name).is_some();
+        f(&Keys {
+            state: &state,
+            is_set: &is_set,
+        })
+    })
+}
+
+/// The provider's key `k` (an index into `api_key_secrets`) as (secret name, value), if set.
+pub fn key(env: &Env, provider: &ProviderConfig, k: Option<usize>) -> Option<(String, String)> {
+    let name = provider.api_key_secrets.get(k?)?;
+    secret(env, name).map(|v| (name.clone(), v))
 }
 
 /// Pass over this key until `until_ms`. Returns whether the provider has another set key that

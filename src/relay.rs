@@ -124,23 +124,9 @@ impl Relay {
 
     /// End the caller's stream with an in-band error event (no `[DONE]`).
     fn broken(&mut self, failure: AttemptFailure) -> Vec<u8> {
-        // After the first token the answer already counted as a success for the target's
-        // breaker; the break itself is a provider-side failure and is reported as one.
-        if let Some((target, epoch, settings)) = self.start.health.take() {
-            let now = now_ms();
-            crate::health::record(
-                &settings,
-                &switchyard_core::health::Outcome {
-                    target,
-                    started_ms: now,
-                    ended_ms: now,
-                    ttfb_ms: None,
-                    class: Some(failure.class),
-                    retry_after_ms: None,
-                    epoch,
-                    probe: false,
-                },
-            );
+        // The attempt's one outcome is this failure (recorded as the stream ends, below).
+        if let Some((o, _)) = self.start.health.as_mut() {
+            o.class = Some(failure.class);
         }
         self.start.controller.abort();
         self.finished = true;
@@ -165,6 +151,11 @@ impl Relay {
     }
 
     fn emit_log(&mut self, client_closed: bool) {
+        // The stream is over: its attempt's outcome goes to the target's breaker now.
+        if let Some((o, settings)) = self.start.health.take() {
+            let broke = o.class;
+            crate::health::record(&settings, &o.stream_ended(broke, now_ms()));
+        }
         if let Some(mut log) = self.log.take() {
             let t = &self.start.translator;
             if let Some(u) = t.usage() {

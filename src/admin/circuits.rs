@@ -3,7 +3,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /admin/circuits` | `{"targets":[TargetView…],"isolate":{…}}`: every configured target, and this isolate's Durable Object call counters |
-//! | `GET /admin/circuits/{provider}/{model}` | one target's `TargetView` |
+//! | `GET /admin/circuits/{provider}/{model}` | one target's `TargetView`; a key's own target (a provider with several keys) is `{provider}/{model}%23{SECRET_NAME}` here and below |
 //! | `POST /admin/circuits/{provider}/{model}/open` | hold it open: until `{"seconds": N}` from now (then half-open), or until close/reset |
 //! | `POST /admin/circuits/{provider}/{model}/close` | hold it closed (failures are counted but never open it) until reset |
 //! | `POST /admin/circuits/{provider}/{model}/reset` | a fresh closed breaker |
@@ -12,7 +12,7 @@
 
 use switchyard_core::config::Config;
 use switchyard_core::error::{ErrorKind, GatewayError};
-use switchyard_core::health::target_id;
+use switchyard_core::routing;
 use worker::{Method, Request, Response};
 
 use super::AdminCtx;
@@ -47,17 +47,13 @@ fn resolve<'a>(ids: &[String], tail: &'a str) -> Option<(String, Option<&'a str>
         .then(|| (head.to_string(), Some(action)))
 }
 
+/// Every health target: `provider/model`, or `provider/model#SECRET_NAME` per key of a provider
+/// with several (`routing::health_targets`).
 fn target_ids(config: &Config) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
-    for r in &config.routes {
-        for t in &r.targets {
-            let id = target_id(&t.provider, &t.model, None);
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-    }
-    ids
+    routing::health_targets(config, &config.routes)
+        .into_iter()
+        .map(|t| t.0)
+        .collect()
 }
 
 fn unavailable(_: worker::Error) -> GatewayError {
@@ -92,7 +88,9 @@ async fn serve(
         body.push('}');
         return Ok(json_bytes(200, body.into_bytes()));
     };
-    let Some((id, action)) = resolve(&ids, tail) else {
+    // A key's target is `provider/model#KEY`: `#` arrives percent-encoded (`%23`).
+    let tail = tail.replace("%23", "#");
+    let Some((id, action)) = resolve(&ids, &tail) else {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No configured target {tail:?}; GET /admin/circuits lists them"),
@@ -158,7 +156,11 @@ mod tests {
 
     #[test]
     fn targets_and_actions_resolve_by_the_configured_ids() {
-        let ids = vec!["oa/gpt-4o".to_string(), "or/meta/llama:70b".to_string()];
+        let ids = vec![
+            "oa/gpt-4o".to_string(),
+            "or/meta/llama:70b".to_string(),
+            "mk/m#KEY_2".to_string(),
+        ];
         let cases = [
             ("oa/gpt-4o", Some(("oa/gpt-4o", None))),
             ("oa/gpt-4o/open", Some(("oa/gpt-4o", Some("open")))),
@@ -171,6 +173,8 @@ mod tests {
                 "or/meta/llama:70b/bogus",
                 Some(("or/meta/llama:70b", Some("bogus"))),
             ),
+            ("mk/m#KEY_2/open", Some(("mk/m#KEY_2", Some("open")))),
+            ("mk/m", None),
             ("oa/gpt-5", None),
             ("oa", None),
         ];

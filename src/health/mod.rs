@@ -5,8 +5,9 @@
 //!   `health.snapshot_ttl_ms` (so at most one round trip per target per TTL per isolate).
 //! * [`acquire_probe`] — the one round trip a request may make on the hot path: taking the
 //!   half-open probe slot of a target the plan wants to try.
-//! * [`record`] and [`flush_after`] — outcomes go into the isolate's `Batch` and reach the
-//!   Durable Objects after the response (`ctx.wait_until`), when the batch is due.
+//! * [`record`] and [`flush_after`] — outcomes (one per attempt, against the target of the key
+//!   it used: `routing::health_id`) go into the isolate's `Batch` and reach the Durable Objects
+//!   after the response (`ctx.wait_until`), when the batch is due.
 //! * [`object`] — `TargetHealthObject`, one Durable Object per target; [`probe`] — the cron.
 //!
 //! Every Durable Object call made for routing is counted ([`counters_json`], shown by
@@ -222,8 +223,9 @@ pub fn flush_after(ctx: &Context, env: &Env) {
     crate::platform::after(ctx, Box::pin(async move { flush(&env, delayed).await }));
 }
 
-/// After a stream ended: send whatever outcomes are pending once they are due (a mid-stream
-/// break is recorded after the request's own flush was arranged).
+/// After a stream ended: send whatever outcomes are pending once they are due (a streamed
+/// attempt's outcome is recorded when its stream ends, after the request's own flush was
+/// arranged).
 pub async fn flush_pending(env: &Env) {
     flush(env, true).await;
 }

@@ -1,6 +1,7 @@
 //! Active probes, from the cron (`[triggers] crons = ["* * * * *"]`, every minute).
 //!
-//! For every target of every route, the target's Durable Object is asked for a probe
+//! For every health target of every route (one per key of a provider with several, probed with
+//! that key; `routing::health_targets`), the target's Durable Object is asked for a probe
 //! (`/cron_probe`): the half-open slot when the breaker is half-open (its cooldown over) and no
 //! probe is out — the single-probe rule holds across traffic and cron alike — or an *idle* probe
 //! when the breaker is closed and nothing was heard from the target for 5 minutes
@@ -10,12 +11,12 @@
 //! failure re-opens it with the doubled cooldown. Each probe logs
 //! `{"msg":"switchyard.probe","target":…,"outcome":…,"ms":…}`.
 
-use switchyard_core::config::Config;
-use switchyard_core::health::{target_id, Entry, Outcome, TargetReport, TargetSnapshot};
+use switchyard_core::config::{Config, ProviderConfig};
+use switchyard_core::health::{Entry, Outcome, TargetReport, TargetSnapshot};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::policy::Deadlines;
 use switchyard_core::providers::build_probe;
-use switchyard_core::routing::stable_hash;
+use switchyard_core::routing;
 use worker::{console_log, Env};
 
 use super::{call, remember, report_body, target_body, Call};
@@ -31,25 +32,25 @@ pub async fn run(env: &Env) {
     let Ok(config) = platform::config(env) else {
         return;
     };
-    let mut seen = Vec::new();
-    for r in &config.routes {
-        for t in &r.targets {
-            let id = target_id(&t.provider, &t.model, None);
-            if !seen.iter().any(|(s, _)| *s == id) {
-                seen.push((id, t.provider.as_str()));
-            }
-        }
-    }
     // One after the other: most targets answer "no probe due" at once, and the cron has time.
-    for (id, provider) in &seen {
-        probe(env, &config, id, provider).await;
+    for (id, p, _, k) in routing::health_targets(&config, &config.routes) {
+        // A key's own target is probed with that key (a key that is not set is never used); a
+        // provider with one key (or none) with it, if set.
+        let key = platform::key(env, p, k.or(Some(0)));
+        if k.is_some() && key.is_none() {
+            continue;
+        }
+        probe(env, &config, &id, p, key).await;
     }
 }
 
-async fn probe(env: &Env, config: &Config, target: &str, provider: &str) {
-    let Some(p) = config.provider(provider) else {
-        return;
-    };
+async fn probe(
+    env: &Env,
+    config: &Config,
+    target: &str,
+    p: &ProviderConfig,
+    key: Option<(String, String)>,
+) {
     let Ok((_, Some(token))) =
         call(env, target, "cron_probe", &target_body(target), Call::Cron).await
     else {
@@ -63,7 +64,6 @@ async fn probe(env: &Env, config: &Config, target: &str, provider: &str) {
     let Ok(token) = token.parse::<u32>() else {
         return;
     };
-    let key = platform::pick_key(env, p, stable_hash(target.as_bytes()));
     let up = build_probe(p, key.as_ref().map(|(_, v)| v.as_str()));
     let timeout = Deadlines::resolve(&config.deadlines, &Default::default())
         .headers_ms

@@ -71,6 +71,7 @@ def health_config(fake) -> dict:
             p("hpricey", models={"m": {"input_per_mtok": 10.0, "output_per_mtok": 30.0}}),
             p("hcheap", models={"m": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}}),
             {**p("hspread"), "api_key_secrets": ["TEST_OA_KEY", "TEST_BACKUP_KEY"], "key_selection": "spread"},
+            {**p("hkeys"), "api_key_secrets": ["TEST_OA_KEY", "TEST_BACKUP_KEY"]}, p("hkeysb"),
         ],
         "routes": [
             route("h-failover", "hp", "hb"),
@@ -89,6 +90,7 @@ def health_config(fake) -> dict:
             route("h-cost", "hpricey", "hcheap", strategy="cost"),
             route("h-spread", "hspread"),
             route("h-cut", "hcut", "hcutb"),
+            route("h-keys", "hkeys", "hkeysb"),
         ],
     }
 
@@ -356,8 +358,9 @@ def test_state_and_stats_survive_a_restart(hg):
 
 
 def test_streams_broken_after_their_first_token_count_against_the_target(hg, fake):
-    # Each cut stream reached the caller (a success at its first token) and then broke (a
-    # provider-side failure): half the outcomes fail, so the failure-rate rule opens the circuit.
+    # Each cut stream reached the caller and then broke: its attempt's one outcome, recorded when
+    # the stream ends, is a provider-side failure (no success at its first token), so three in a
+    # row open the circuit by the consecutive-failure rule.
     cut = "[[fake@hcut:words=6,cut_after=2]] go"
     opened = None
     for _ in range(12):
@@ -375,5 +378,73 @@ def test_streams_broken_after_their_first_token_count_against_the_target(hg, fak
         opened = view if view["breaker"]["state"] == "open" else None
         time.sleep(0.1)
     assert opened, hg.circuit("hcut/m")
-    assert opened["failures"] >= 5, opened
-    assert any(l["to"] == "open" for l in hg.circuit_lines("hcut/m"))
+    assert opened["failures"] >= 3 and opened["successes"] == 0, opened
+    # Time to first byte is still measured for every one of them.
+    assert opened["ttfb_samples"] == opened["failures"], opened
+    assert any((l["to"], l["cause"]) == ("open", "failures") for l in hg.circuit_lines("hcut/m"))
+
+
+def test_a_failing_key_opens_its_own_circuit_and_traffic_stays_on_the_provider(hg, fake):
+    # hkeys has two keys, so each has its own circuit: `hkeys/m#SECRET_NAME` (never the value).
+    k1, k2 = "hkeys/m#TEST_OA_KEY", "hkeys/m#TEST_BACKUP_KEY"
+    url1, url2 = k1.replace("#", "%23"), k2.replace("#", "%23")
+    listed = {t["target"] for t in hg.admin.get("/circuits").json()["targets"]}
+    assert {k1, k2, "hkeysb/m"} <= listed and "hkeys/m" not in listed, listed
+    assert not any(TEST_KEY in t or BACKUP_KEY in t for t in listed)
+
+    def keys_used(tag: str) -> list[str]:
+        return [q["headers"]["authorization"] for q in fake.requests(id=tag, instance="hkeys")]
+
+    def answered_by(key: str) -> bool:
+        tag = uid()
+        r = ask(hg, "h-keys", f"[[fake:id={tag}]] hi")
+        return (r.status_code == 200 and tried(r) == [("hkeys", "ok")] and keys_used(tag) == [f"Bearer {key}"]
+                and not fake.requests(id=tag, instance="hkeysb"))
+
+    assert answered_by(TEST_KEY), "`first`: the first key"
+    # Only the first key's requests fail; the second key of the same provider is fine.
+    fake.set_behavior("hkeys", f"status=503,only_key={TEST_KEY}")
+    try:
+        def opened():
+            r = ask(hg, "h-keys")
+            assert r.status_code == 200, r.text
+            return hg.circuit(url1)["breaker"]["state"] == "open"
+
+        poll("the failing key's circuit to open", opened)
+        v = hg.circuit(url1)
+        assert (v["target"], v["admits"]) == (k1, False) and v["failures"] >= 3, v
+        assert hg.circuit(url2)["breaker"]["state"] == "closed"
+        assert hg.circuit(url2)["failures"] == 0
+        line = poll("the open line", lambda: [l for l in hg.circuit_lines(k1) if l["to"] == "open"])[0]
+        assert line["cause"] == "failures"
+
+        # Once the snapshot shows it: the provider's other key answers, not the other provider.
+        poll("traffic on the provider's other key", lambda: answered_by(BACKUP_KEY), timeout=5)
+        for _ in range(3):
+            assert answered_by(BACKUP_KEY)
+            r = ask(hg, "h-keys")  # under the standing behaviour too
+            assert r.status_code == 200 and tried(r) == [("hkeys", "ok")], r.headers
+    finally:
+        fake.set_behavior("hkeys", "")
+
+    # The key recovered: once its cooldown is over a cron probe, sent with that key, closes it.
+    def closed_by_probe():
+        hg.cron()
+        return hg.circuit(url1)["breaker"]["state"] == "closed"
+
+    poll("a cron probe to close the key's circuit", closed_by_probe, timeout=15, every=0.3)
+    probes = [l for l in hg.log_lines() if l.get("msg") == "switchyard.probe" and l.get("target") == k1]
+    assert probes and probes[-1]["outcome"] == "ok"
+    gets = [q for q in fake.requests(instance="hkeys") if q["method"] == "GET"]
+    assert gets and gets[-1]["headers"]["authorization"] == f"Bearer {TEST_KEY}"
+    poll("traffic back on the first key", lambda: answered_by(TEST_KEY), timeout=5)
+
+    # Operators hold a key's circuit open and reset it like any other.
+    r = hg.admin.post(f"/circuits/{url1}/open")
+    assert r.status_code == 200, r.text
+    assert (r.json()["target"], r.json()["breaker"]["forced"]) == (k1, "open")
+    poll("traffic to avoid the forced-open key", lambda: answered_by(BACKUP_KEY), timeout=5)
+    v = hg.admin.post(f"/circuits/{url1}/reset").json()
+    assert (v["target"], v["breaker"]["state"]) == (k1, "closed")
+    poll("traffic back after the reset", lambda: answered_by(TEST_KEY), timeout=5)
+    assert [l["cause"] for l in hg.circuit_lines(k1)][-2:] == ["operator_open", "operator_reset"]

@@ -166,6 +166,23 @@ pub struct Candidate {
     pub admission: Admission,
     /// The breaker epoch to stamp on this attempt's outcome (a probe uses its token instead).
     pub epoch: u32,
+    /// The provider's key chosen for it ([`choose_key`]; index into `api_key_secrets`), whose
+    /// breaker the admission and epoch are from. `None`: no key is set.
+    pub key: Option<usize>,
+}
+
+impl Candidate {
+    /// The epoch and probe flag to stamp on an attempt of this candidate made with `key`
+    /// (`snap`: that key's snapshot). With the plan's own key, the candidate's (a probe token
+    /// included); with another (a retry after the first key was passed over), an ordinary
+    /// attempt under that key's snapshot epoch.
+    pub fn stamp(&self, key: Option<usize>, snap: Option<&TargetSnapshot>) -> (u32, bool) {
+        if key == self.key {
+            (self.epoch, self.admission == Admission::Probe)
+        } else {
+            (snap.map_or(0, |s| s.epoch), false)
+        }
+    }
 }
 
 /// The attempt order for one request.
@@ -255,14 +272,17 @@ struct Info<'a> {
     provider: &'a ProviderConfig,
     snap: Option<&'a TargetSnapshot>,
     admission: Admission,
+    key: Option<usize>,
 }
 
 /// Order the route's targets for one request. `hash`: [`stable_hash`] of something stable
 /// across the request's retries (e.g. its id); `unit`: random in [0, 1); `now`: unix ms.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     config: &Config,
     route: &RouteConfig,
     health: &Snapshot,
+    keys: &Keys<'_>,
     req: &RequestFeatures<'_>,
     hash: u64,
     unit: f64,
@@ -307,13 +327,13 @@ pub fn plan(
         let Some(provider) = provider_of(i) else {
             continue;
         };
-        let t = &route.targets[i];
-        let snap = health.get(&target_id(&t.provider, &t.model, None));
+        let (key, snap) = choose_key(provider, &route.targets[i].model, keys, health, hash, now);
         let info = Info {
             index: i,
             provider,
             snap,
             admission: admission(snap, now),
+            key,
         };
         match info.admission {
             Admission::Blocked { .. } => blocked.push(info),
@@ -348,6 +368,7 @@ pub fn plan(
             index: c.index,
             admission: c.admission,
             epoch: c.snap.map_or(0, |s| s.epoch),
+            key: c.key,
         })
         .collect();
     Ok(Plan { candidates, tier })
@@ -465,36 +486,98 @@ impl KeyState {
             .find(|(k, u)| k == key && *u > now)
             .map(|(_, u)| *u)
     }
+}
 
-    /// Which of `keys` (the provider's set keys, in config order) to use: `first` takes the
-    /// first one not limited; `spread` starts at `hash % len`. When all are limited, the one
-    /// free soonest (never fail without trying). `None` only when `keys` is empty.
-    pub fn pick_key(
-        &self,
-        keys: &[&str],
-        selection: KeySelection,
-        hash: u64,
-        now: u64,
-    ) -> Option<usize> {
-        let n = keys.len();
-        if n == 0 {
-            return None;
-        }
-        let start = match selection {
-            KeySelection::First => 0,
-            KeySelection::Spread => (mix64(hash) % n as u64) as usize,
+/// What choosing a key needs from the isolate: which keys are passed over, and which of a
+/// provider's key secrets are set.
+pub struct Keys<'a> {
+    pub state: &'a KeyState,
+    pub is_set: &'a dyn Fn(&str) -> bool,
+}
+
+/// Whether a provider's keys have a circuit breaker each: when it names more than one key
+/// secret. A provider with one key (or none) keeps the key-less target id.
+pub fn per_key(p: &ProviderConfig) -> bool {
+    p.api_key_secrets.len() > 1
+}
+
+/// The health target of `model` at provider `p` used with key `key` (an index into
+/// `api_key_secrets`): `provider/model#SECRET_NAME` when the provider's keys have a breaker
+/// each ([`per_key`]), else `provider/model`.
+pub fn health_id(p: &ProviderConfig, model: &str, key: Option<usize>) -> String {
+    let name = key
+        .filter(|_| per_key(p))
+        .and_then(|k| p.api_key_secrets.get(k));
+    target_id(&p.id, model, name.map(String::as_str))
+}
+
+/// A health target: (id, provider, upstream model, key index).
+pub type HealthTarget<'c> = (String, &'c ProviderConfig, &'c str, Option<usize>);
+
+/// Every health target of `routes` (the config's, or one route's), once each, in config order.
+/// A provider with several keys has one per configured key, set or not.
+pub fn health_targets<'c>(config: &'c Config, routes: &'c [RouteConfig]) -> Vec<HealthTarget<'c>> {
+    let mut out: Vec<HealthTarget<'c>> = Vec::new();
+    for t in routes.iter().flat_map(|r| &r.targets) {
+        let Some(p) = config.provider(&t.provider) else {
+            continue;
         };
-        let rotation = (0..n).map(|k| (start + k) % n);
-        let mut soonest: Option<(u64, usize)> = None;
-        for k in rotation {
-            match self.limited_until(keys[k], now) {
-                None => return Some(k),
-                Some(u) if soonest.is_none_or(|(s, _)| u < s) => soonest = Some((u, k)),
-                Some(_) => {}
+        let multi = per_key(p);
+        for k in 0..if multi { p.api_key_secrets.len() } else { 1 } {
+            let k = multi.then_some(k);
+            let id = health_id(p, &t.model, k);
+            if !out.iter().any(|o| o.0 == id) {
+                out.push((id, p, &t.model, k));
             }
         }
-        soonest.map(|(_, k)| k)
     }
+    out
+}
+
+/// The key to use for `model` at provider `p`, chosen *before* health is read so each key's
+/// breaker counts: among the set keys (config order), from where the selection starts (`first`:
+/// the first; `spread`: `mix(hash) mod n`), the first that is neither passed over nor blocked by
+/// its breaker — a closed one before one whose half-open probe slot is free; when every key is
+/// passed over or blocked, the one free soonest (never fail without trying). Returns the key
+/// (an index into `api_key_secrets`; `None` when no key is set) and the snapshot of its health
+/// target, from which the candidate's admission follows: the target is open only when every
+/// one of its keys is.
+pub fn choose_key<'h>(
+    p: &ProviderConfig,
+    model: &str,
+    keys: &Keys<'_>,
+    health: &'h Snapshot,
+    hash: u64,
+    now: u64,
+) -> (Option<usize>, Option<&'h TargetSnapshot>) {
+    let set: Vec<usize> = (0..p.api_key_secrets.len())
+        .filter(|&k| (keys.is_set)(&p.api_key_secrets[k]))
+        .collect();
+    let n = set.len();
+    if n == 0 {
+        return (None, health.get(&health_id(p, model, None)));
+    }
+    let start = match p.key_selection {
+        KeySelection::First => 0,
+        KeySelection::Spread => (mix64(hash) % n as u64) as usize,
+    };
+    // (rank, free at, key, snapshot): 0 usable, 1 usable as a probe, 2 not before `free at`.
+    let mut best: Option<(u8, u64, usize, Option<&'h TargetSnapshot>)> = None;
+    for r in 0..n {
+        let k = set[(start + r) % n];
+        let snap = health.get(&health_id(p, model, Some(k)));
+        let limited = keys.state.limited_until(&p.api_key_secrets[k], now);
+        let (rank, free) = match (admission(snap, now), limited) {
+            (Admission::Healthy, None) => return (Some(k), snap),
+            (Admission::Probe, None) => (1, 0),
+            (Admission::Blocked { until_ms }, l) => (2, until_ms.max(l.unwrap_or(0))),
+            (_, Some(l)) => (2, l),
+        };
+        if best.is_none_or(|(br, bf, _, _)| (rank, free) < (br, bf)) {
+            best = Some((rank, free, k, snap));
+        }
+    }
+    best.map_or((None, None), |(_, _, k, snap)| (Some(k), snap))
 }
 
 #[cfg(test)]
@@ -503,6 +586,18 @@ mod tests {
     use crate::health::TargetSnapshot;
 
     const NOW: u64 = 1_700_000_000_000;
+
+    static NO_STATE: KeyState = KeyState {
+        limited: Vec::new(),
+    };
+
+    /// Every key set, none passed over.
+    fn all_keys() -> Keys<'static> {
+        Keys {
+            state: &NO_STATE,
+            is_set: &|_| true,
+        }
+    }
 
     /// Providers: `fra` (EU, Germany, FRA), `cdg` (EU, France, CDG), `iad` (NA, US, IAD),
     /// `any` (no regions, no prices). Route `r` lists them in that order.
@@ -555,7 +650,7 @@ mod tests {
         health.insert("fra/m".into(), snap(State::HalfOpen, true, 0));
         health.insert("cdg/m".into(), open_until(NOW + 5_000));
         let req = RequestFeatures::default();
-        let fresh = || plan(&cfg, route, &health, &req, 1, 0.5, NOW).unwrap();
+        let fresh = || plan(&cfg, route, &health, &all_keys(), &req, 1, 0.5, NOW).unwrap();
         let p0 = fresh();
         assert_eq!(p0.order(), [0, 2, 3, 1]);
         assert_eq!(p0.candidates[0].admission, Admission::Probe);
@@ -623,7 +718,7 @@ mod tests {
         hash: u64,
         unit: f64,
     ) -> Vec<usize> {
-        plan(c, &c.routes[0], h, req, hash, unit, NOW)
+        plan(c, &c.routes[0], h, &all_keys(), req, hash, unit, NOW)
             .expect("a plan")
             .order()
     }
@@ -762,10 +857,10 @@ mod tests {
             ("iad", open_until(NOW + 1)),
             ("any", open_until(NOW + 1)),
         ]);
-        let p = plan(&c, &c.routes[0], &h, &req, 0, 0.5, NOW).unwrap();
+        let p = plan(&c, &c.routes[0], &h, &all_keys(), &req, 0, 0.5, NOW).unwrap();
         assert!(p.all_blocked());
         let h = health(&[("fra", snap(State::HalfOpen, true, 0))]);
-        let p = plan(&c, &c.routes[0], &h, &req, 0, 0.5, NOW).unwrap();
+        let p = plan(&c, &c.routes[0], &h, &all_keys(), &req, 0, 0.5, NOW).unwrap();
         assert_eq!(p.candidates[0].admission, Admission::Probe);
         assert!(!p.all_blocked());
     }
@@ -779,6 +874,7 @@ mod tests {
             &c,
             &c.routes[0],
             &health(&[("cdg", s)]),
+            &all_keys(),
             &RequestFeatures::default(),
             0,
             0.5,
@@ -800,6 +896,7 @@ mod tests {
             &c,
             &c.routes[0],
             &h,
+            &all_keys(),
             &RequestFeatures::default(),
             0,
             0.5,
@@ -876,7 +973,17 @@ mod tests {
         assert_eq!(order_of(&c, &h, &req(Some("us")), 0, 0.5), [2]);
         let c = config(serde_json::json!({"residency": "eu"}));
         assert_eq!(order_of(&c, &h, &req(Some("country:DE")), 0, 0.5), [0]);
-        let e = plan(&c, &c.routes[0], &h, &req(Some("us")), 0, 0.5, NOW).unwrap_err();
+        let e = plan(
+            &c,
+            &c.routes[0],
+            &h,
+            &all_keys(),
+            &req(Some("us")),
+            0,
+            0.5,
+            NOW,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, ErrorKind::NoEligibleTarget);
         assert_eq!(e.status(), 503);
         assert!(e.message.contains("route \"r\""), "{}", e.message);
@@ -1100,7 +1207,7 @@ mod tests {
             (req(5_000, false, None), None, vec![0, 1, 2, 3]),
         ];
         for (r, tier, want) in cases {
-            let p = plan(&c, &c.routes[0], &h, &r, 0, 0.5, NOW).unwrap();
+            let p = plan(&c, &c.routes[0], &h, &all_keys(), &r, 0, 0.5, NOW).unwrap();
             assert_eq!((p.tier, p.order()), (tier, want), "{r:?}");
         }
         // The tier's targets go through the strategy and health too.
@@ -1117,21 +1224,68 @@ mod tests {
             residency: Some("eu"),
             ..RequestFeatures::default()
         };
-        let p = plan(&c, &c.routes[0], &Snapshot::default(), &eu, 0, 0.5, NOW).unwrap();
+        let p = plan(
+            &c,
+            &c.routes[0],
+            &Snapshot::default(),
+            &all_keys(),
+            &eu,
+            0,
+            0.5,
+            NOW,
+        )
+        .unwrap();
         assert_eq!((p.tier, p.order()), (None, vec![0, 1]));
+    }
+
+    /// Provider `mk` with keys K1, K2, K3 (`selection`), `fb` with one key; route `r`: mk, fb.
+    fn keyed(selection: &str) -> Config {
+        let doc = serde_json::json!({
+            "providers": [
+                {"id": "mk", "kind": "openai", "api_key_secrets": ["K1", "K2", "K3"],
+                 "key_selection": selection},
+                {"id": "fb", "kind": "openai", "api_key_secrets": ["FB"]}
+            ],
+            "routes": [{"model": "r", "targets": [
+                {"provider": "mk", "model": "m"}, {"provider": "fb", "model": "m"}]}]
+        });
+        Config::parse(&doc.to_string()).expect("fixture config is valid")
+    }
+
+    /// (health id, snapshot) pairs.
+    fn by_id(entries: &[(&str, TargetSnapshot)]) -> Snapshot {
+        let mut s = Snapshot::new(NOW);
+        for (id, t) in entries {
+            s.insert(id.to_string(), *t);
+        }
+        s
+    }
+
+    fn pick(c: &Config, ks: &KeyState, h: &Snapshot, hash: u64, now: u64) -> Option<usize> {
+        let keys = Keys {
+            state: ks,
+            is_set: &|_| true,
+        };
+        choose_key(c.provider("mk").unwrap(), "m", &keys, h, hash, now).0
     }
 
     #[test]
     fn keys_first_spread_and_rate_limited() {
-        let keys = ["K1", "K2", "K3"];
+        let (first, spread) = (keyed("first"), keyed("spread"));
+        let h = Snapshot::default();
         let mut ks = KeyState::default();
-        assert_eq!(ks.pick_key(&[], KeySelection::First, 0, NOW), None);
-        assert_eq!(ks.pick_key(&keys, KeySelection::First, 12345, NOW), Some(0));
+        let none_set = Keys {
+            state: &ks,
+            is_set: &|_| false,
+        };
+        let mk = first.provider("mk").unwrap();
+        assert_eq!(choose_key(mk, "m", &none_set, &h, 0, NOW), (None, None));
+        assert_eq!(pick(&first, &ks, &h, 12345, NOW), Some(0));
         // Spread: every key gets about a third.
         let mut counts = [0u32; 3];
         for i in 0..3_000 {
-            let h = stable_hash(format!("req_{i}").as_bytes());
-            counts[ks.pick_key(&keys, KeySelection::Spread, h, NOW).unwrap()] += 1;
+            let hash = stable_hash(format!("req_{i}").as_bytes());
+            counts[pick(&spread, &ks, &h, hash, NOW).unwrap()] += 1;
         }
         assert!(
             counts.iter().all(|&n| (900..=1_100).contains(&n)),
@@ -1140,27 +1294,240 @@ mod tests {
         // A limited key is skipped until its Retry-After passes.
         ks.mark_limited("K1", NOW + 2_000, NOW);
         assert_eq!(ks.limited_until("K1", NOW), Some(NOW + 2_000));
-        assert_eq!(ks.pick_key(&keys, KeySelection::First, 0, NOW), Some(1));
-        assert_eq!(
-            ks.pick_key(&keys, KeySelection::First, 0, NOW + 2_000),
-            Some(0)
-        );
+        assert_eq!(pick(&first, &ks, &h, 0, NOW), Some(1));
+        assert_eq!(pick(&first, &ks, &h, 0, NOW + 2_000), Some(0));
         for i in 0..300 {
-            let h = stable_hash(format!("req_{i}").as_bytes());
-            assert_ne!(
-                ks.pick_key(&keys, KeySelection::Spread, h, NOW + 1),
-                Some(0)
-            );
+            let hash = stable_hash(format!("req_{i}").as_bytes());
+            assert_ne!(pick(&spread, &ks, &h, hash, NOW + 1), Some(0));
         }
         // All limited: the one free soonest.
         ks.mark_limited("K2", NOW + 1_000, NOW);
         ks.mark_limited("K3", NOW + 3_000, NOW);
-        assert_eq!(ks.pick_key(&keys, KeySelection::First, 0, NOW), Some(1));
-        assert_eq!(ks.pick_key(&keys, KeySelection::Spread, 7, NOW), Some(1));
+        assert_eq!(pick(&first, &ks, &h, 0, NOW), Some(1));
+        assert_eq!(pick(&spread, &ks, &h, 7, NOW), Some(1));
         // A shorter later limit does not shorten the pass-over; expired entries are pruned.
         ks.mark_limited("K3", NOW + 10, NOW);
         assert_eq!(ks.limited_until("K3", NOW), Some(NOW + 3_000));
         ks.mark_limited("K1", NOW + 9_000, NOW + 5_000);
         assert_eq!(ks.limited.len(), 1);
+    }
+
+    #[test]
+    fn health_ids_are_per_key_only_where_a_provider_has_several() {
+        let c = keyed("first");
+        let (mk, fb) = (c.provider("mk").unwrap(), c.provider("fb").unwrap());
+        assert!(per_key(mk) && !per_key(fb));
+        assert_eq!(health_id(mk, "m", Some(1)), "mk/m#K2");
+        assert_eq!(health_id(mk, "m", None), "mk/m");
+        assert_eq!(
+            health_id(fb, "m", Some(0)),
+            "fb/m",
+            "one key: the key-less id"
+        );
+        let targets = health_targets(&c, &c.routes);
+        let ids: Vec<&str> = targets.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(ids, ["mk/m#K1", "mk/m#K2", "mk/m#K3", "fb/m"]);
+        assert_eq!(
+            (targets[1].2, targets[1].3, targets[3].3),
+            ("m", Some(1), None)
+        );
+    }
+
+    #[test]
+    fn an_open_key_is_passed_over_for_the_providers_other_keys() {
+        let c = keyed("first");
+        let half = snap(State::HalfOpen, true, 0);
+        let blocked = |until| Admission::Blocked { until_ms: until };
+        // (key snapshots, K1 passed over until) → (key, admission)
+        type Case<'a> = (
+            Vec<(&'a str, TargetSnapshot)>,
+            Option<u64>,
+            usize,
+            Admission,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (vec![], None, 0, Admission::Healthy),
+            (
+                vec![("mk/m#K1", open_until(NOW + 10))],
+                None,
+                1,
+                Admission::Healthy,
+            ),
+            // A closed key before a half-open one, whatever the order.
+            (
+                vec![("mk/m#K1", open_until(NOW + 10)), ("mk/m#K2", half)],
+                None,
+                2,
+                Admission::Healthy,
+            ),
+            // No closed key: the free probe slot.
+            (
+                vec![
+                    ("mk/m#K1", open_until(NOW + 10)),
+                    ("mk/m#K2", half),
+                    ("mk/m#K3", open_until(NOW + 5)),
+                ],
+                None,
+                1,
+                Admission::Probe,
+            ),
+            // Every key open: the target is open, until its soonest key.
+            (
+                vec![
+                    ("mk/m#K1", open_until(NOW + 30)),
+                    ("mk/m#K2", open_until(NOW + 10)),
+                    ("mk/m#K3", open_until(NOW + 20)),
+                ],
+                None,
+                1,
+                blocked(NOW + 10),
+            ),
+            // A passed-over key and open ones: the one free soonest.
+            (
+                vec![
+                    ("mk/m#K2", open_until(NOW + 3)),
+                    ("mk/m#K3", open_until(NOW + 9)),
+                ],
+                Some(NOW + 5),
+                1,
+                blocked(NOW + 3),
+            ),
+            (
+                vec![
+                    ("mk/m#K2", open_until(NOW + 30)),
+                    ("mk/m#K3", open_until(NOW + 9)),
+                ],
+                Some(NOW + 5),
+                0,
+                Admission::Healthy,
+            ),
+            // The key-less id says nothing about a provider with several keys.
+            (
+                vec![("mk/m", open_until(NOW + 10))],
+                None,
+                0,
+                Admission::Healthy,
+            ),
+        ];
+        for (entries, limited, want_key, want) in cases {
+            let h = by_id(&entries);
+            let mut ks = KeyState::default();
+            if let Some(until) = limited {
+                ks.mark_limited("K1", until, NOW);
+            }
+            let keys = Keys {
+                state: &ks,
+                is_set: &|_| true,
+            };
+            let p = plan(
+                &c,
+                &c.routes[0],
+                &h,
+                &keys,
+                &Default::default(),
+                0,
+                0.5,
+                NOW,
+            )
+            .unwrap();
+            let first = p.candidates.iter().find(|c| c.index == 0).unwrap();
+            assert_eq!(
+                (first.key, first.admission),
+                (Some(want_key), want),
+                "{entries:?}"
+            );
+            // The provider's own other key, not a failover: mk stays first unless all are out.
+            let mk_first = !matches!(want, Admission::Blocked { .. });
+            assert_eq!(p.order()[0] == 0, mk_first, "{entries:?}");
+        }
+        // A key whose secret is not set is never chosen.
+        let h = by_id(&[("mk/m#K1", open_until(NOW + 10))]);
+        let ks = KeyState::default();
+        let keys = Keys {
+            state: &ks,
+            is_set: &|n| n != "K2",
+        };
+        let p = plan(
+            &c,
+            &c.routes[0],
+            &h,
+            &keys,
+            &Default::default(),
+            0,
+            0.5,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.candidates[0].key, Some(2));
+        // Spread: an open key's share goes to the others.
+        let spread = keyed("spread");
+        let h = by_id(&[("mk/m#K2", open_until(NOW + 10))]);
+        let mut counts = [0u32; 3];
+        for i in 0..600 {
+            let hash = stable_hash(format!("req_{i}").as_bytes());
+            counts[pick(&spread, &KeyState::default(), &h, hash, NOW).unwrap()] += 1;
+        }
+        assert_eq!(counts[1], 0, "{counts:?}");
+        assert!(counts[0] >= 150 && counts[2] >= 150, "{counts:?}");
+    }
+
+    #[test]
+    fn every_target_open_still_tries_the_soonest_key() {
+        let c = keyed("first");
+        let h = by_id(&[
+            ("mk/m#K1", open_until(NOW + 30)),
+            ("mk/m#K2", open_until(NOW + 10)),
+            ("mk/m#K3", open_until(NOW + 20)),
+            ("fb/m", open_until(NOW + 15)),
+        ]);
+        let p = plan(
+            &c,
+            &c.routes[0],
+            &h,
+            &all_keys(),
+            &Default::default(),
+            0,
+            0.5,
+            NOW,
+        )
+        .unwrap();
+        assert!(p.all_blocked());
+        assert_eq!(p.order(), [0, 1]);
+        assert_eq!(p.candidates[0].key, Some(1));
+        let h = by_id(&[
+            ("mk/m#K1", open_until(NOW + 30)),
+            ("mk/m#K2", open_until(NOW + 20)),
+            ("mk/m#K3", open_until(NOW + 20)),
+            ("fb/m", open_until(NOW + 15)),
+        ]);
+        let p = plan(
+            &c,
+            &c.routes[0],
+            &h,
+            &all_keys(),
+            &Default::default(),
+            0,
+            0.5,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((p.order(), p.candidates[1].key), (vec![1, 0], Some(1)));
+    }
+
+    #[test]
+    fn an_attempt_with_another_key_is_stamped_as_ordinary_traffic() {
+        let c = Candidate {
+            index: 0,
+            admission: Admission::Probe,
+            epoch: 4,
+            key: Some(1),
+        };
+        let other = TargetSnapshot {
+            epoch: 9,
+            ..TargetSnapshot::unknown()
+        };
+        assert_eq!(c.stamp(Some(1), Some(&other)), (4, true));
+        assert_eq!(c.stamp(Some(2), Some(&other)), (9, false));
+        assert_eq!(c.stamp(Some(2), None), (0, false));
     }
 }

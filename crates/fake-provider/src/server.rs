@@ -468,14 +468,17 @@ fn handle_request(stream: &TcpStream, req: &Request, state: &Shared) -> Outcome 
     } else {
         parsed.without_misbehaviour()
     };
-    if let Some(bad) = &spec.reject_key {
-        let presented = ["authorization", "x-api-key", "x-goog-api-key"]
+    let presented = |key: &str| {
+        ["authorization", "x-api-key", "x-goog-api-key"]
             .iter()
             .filter_map(|h| req.header(h))
-            .any(|v| v.contains(bad.as_str()));
-        if presented {
-            spec.error = Some(ErrorKind::Auth);
-        }
+            .any(|v| v.contains(key))
+    };
+    if spec.only_key.as_deref().is_some_and(|k| !presented(k)) {
+        spec = spec.without_misbehaviour();
+    }
+    if spec.reject_key.as_deref().is_some_and(presented) {
+        spec.error = Some(ErrorKind::Auth);
     }
     let mut extra = Vec::new();
     if let Some(ra) = &spec.retry_after {

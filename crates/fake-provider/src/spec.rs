@@ -81,6 +81,9 @@ pub struct Spec {
     /// Answer 401 when the request's credentials (Authorization, x-api-key, x-goog-api-key)
     /// contain this string: one bad key among several.
     pub reject_key: Option<String>,
+    /// Misbehave only when the request's credentials contain this string (every other key is
+    /// answered normally): one failing key among several.
+    pub only_key: Option<String>,
     /// Items that were not understood (unknown key or bad value), verbatim.
     pub unknown: Vec<String>,
 }
@@ -107,6 +110,7 @@ const KEYS: &[&str] = &[
     "reasoning",
     "tool_call",
     "reject_key",
+    "only_key",
 ];
 
 fn key_of(item: &str) -> &str {
@@ -186,6 +190,9 @@ impl Spec {
                 "reject_key" => value
                     .filter(|v| !v.is_empty())
                     .map(|v| s.reject_key = Some(v.to_string())),
+                "only_key" => value
+                    .filter(|v| !v.is_empty())
+                    .map(|v| s.only_key = Some(v.to_string())),
                 _ => None,
             };
             if ok.is_none() {

@@ -408,6 +408,36 @@ fn status_with_retry_after_sends_header_and_provider_error() {
 }
 
 #[test]
+fn only_key_limits_the_misbehaviour_to_one_key() {
+    let s = start();
+    let spec = ("x-fake-behavior", "status=503,only_key=bad-one");
+    let bad = request(
+        &s,
+        "POST",
+        "/primary/v1/chat/completions",
+        &[spec, ("authorization", "Bearer key-bad-one")],
+        &chat_body("hi", false),
+    );
+    assert_eq!(bad.status, 503);
+    let good = request(
+        &s,
+        "POST",
+        "/primary/v1/chat/completions",
+        &[spec, ("authorization", "Bearer key-good-two")],
+        &chat_body("hi", false),
+    );
+    assert_eq!(good.status, 200);
+    let models = request(
+        &s,
+        "GET",
+        "/primary/v1/models",
+        &[spec, ("x-api-key", "bad-one")],
+        &Value::Null,
+    );
+    assert_eq!(models.status, 503, "the model list too");
+}
+
+#[test]
 fn times_limits_the_misbehaviour() {
     let s = start();
     let body = chat_body(

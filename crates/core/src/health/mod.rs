@@ -547,6 +547,58 @@ mod tests {
     }
 
     #[test]
+    fn streams_that_break_after_their_first_token_open_by_consecutive_failures() {
+        let cfg = HealthConfig::default();
+        let n = cfg.breaker.consecutive_failures as usize;
+        let mut h = TargetHealth::default();
+        // Each streamed attempt: first byte after 40 ms, settled once when its stream ends.
+        let streamed = |k: u64, broke: Option<FailureClass>| {
+            let started = T0 + k * 1_000;
+            let at_first_token = Outcome {
+                target: "oa/m".into(),
+                started_ms: started,
+                ended_ms: started + 40,
+                ttfb_ms: Some(40),
+                class: None,
+                retry_after_ms: None,
+                epoch: 0,
+                probe: false,
+            };
+            Entry::from_outcome(&at_first_token.stream_ended(broke, started + 900))
+        };
+        let entries: Vec<Entry> = (0..n as u64)
+            .map(|k| streamed(k, Some(Retryable)))
+            .collect();
+        let mut r = report(&[]);
+        r.entries = entries[..n - 1].to_vec();
+        assert!(
+            !h.apply(&cfg, &r, T0 + 10_000, 0.5),
+            "one short: still closed"
+        );
+        r.entries = entries[n - 1..].to_vec();
+        assert!(
+            h.apply(&cfg, &r, T0 + 10_001, 0.5),
+            "the n-th broken stream opens it"
+        );
+        let v = h.view(&cfg, "oa/m", T0 + 10_001);
+        assert_eq!(v.breaker.state, State::Open);
+        assert_eq!(
+            (v.successes, v.failures),
+            (0, n as u32),
+            "one outcome per attempt"
+        );
+        // Time to first byte still comes from the first token, not from the stream's end.
+        assert_eq!((v.ttfb_samples, v.ttfb_ewma_ms), (n as u64, Some(40)));
+        assert_eq!(v.last_failure_ms, T0 + (n as u64 - 1) * 1_000 + 900);
+        // A completed stream is one success.
+        let done = streamed(0, None);
+        assert_eq!(
+            (done.class_code, done.duration_ms, done.ttfb_ms),
+            (0, 900, Some(40))
+        );
+    }
+
+    #[test]
     fn settings_fill_defaults_and_take_overrides() {
         let config = |health: &str| {
             Config::parse(&format!(

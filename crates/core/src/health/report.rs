@@ -25,6 +25,18 @@ pub struct Outcome {
     pub probe: bool,
 }
 
+impl Outcome {
+    /// A streamed attempt's one outcome, settled when its stream ends (`now`): its start, epoch
+    /// and time to first byte as the attempt measured them; a success if the stream completed
+    /// (or the caller left: nothing the provider did), else the failure that broke it.
+    pub fn stream_ended(mut self, broke: Option<FailureClass>, now: u64) -> Outcome {
+        self.class = broke;
+        self.retry_after_ms = None;
+        self.ended_ms = now.max(self.started_ms);
+        self
+    }
+}
+
 /// An [`Outcome`] without its target; sent as 7 integers ([`TargetReport::encode_entries`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
