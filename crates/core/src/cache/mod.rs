@@ -29,7 +29,6 @@ use crate::chat::ChatRequest;
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::usage::Usage;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The cache status response header: `HIT`, `MISS`, `BYPASS` or `STALE`.
@@ -47,8 +46,7 @@ pub const MAX_TTL_S: u32 = 31_536_000;
 pub const KV_MIN_EXPIRATION_TTL_S: u32 = 60;
 
 /// A route's cache policy (`routes[i].cache` in the config).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachePolicy {
     /// Off unless a route turns it on.
     pub enabled: bool,
@@ -78,7 +76,33 @@ impl Default for CachePolicy {
     }
 }
 
+/// The policy's fields, in order.
+const POLICY_FIELDS: &[&str] = &[
+    "enabled",
+    "ttl_s",
+    "shared_namespace",
+    "cache_tool_calls",
+    "allow_nondeterministic",
+    "stale_if_error_s",
+];
+
 impl CachePolicy {
+    /// Read the policy from its JSON object at path `at` (a missing field takes its default;
+    /// unknown fields and wrong types are errors). Bounds are [`CachePolicy::validate`]'s.
+    pub fn read(v: &Value, at: String) -> Result<CachePolicy, ConfigError> {
+        let o = crate::config::Obj::new(v, at, "struct CachePolicy", POLICY_FIELDS)?;
+        let d = CachePolicy::default();
+        let max = u64::from(u32::MAX);
+        Ok(CachePolicy {
+            enabled: o.flag("enabled")?,
+            ttl_s: o.uint_or("ttl_s", "u32", max, d.ttl_s.into())? as u32,
+            shared_namespace: o.opt_string("shared_namespace")?,
+            cache_tool_calls: o.flag("cache_tool_calls")?,
+            allow_nondeterministic: o.flag("allow_nondeterministic")?,
+            stale_if_error_s: o.uint_or("stale_if_error_s", "u32", max, 0)? as u32,
+        })
+    }
+
     /// Check the bounds; `at` is the policy's path (`routes[0].cache`).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         let err = |f: &str, m: &str| ConfigError {
