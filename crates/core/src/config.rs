@@ -1455,6 +1455,108 @@ mod tests {
     }
 
     #[test]
+    fn type_errors_keep_serdes_wording() {
+        // (change, path, exact message)
+        let cases: [(fn(&mut serde_json::Value), &str, &str); 12] = [
+            (
+                |v| v["max_body_bytes"] = "big".into(),
+                "max_body_bytes",
+                "invalid type: string \"big\", expected u64",
+            ),
+            (
+                |v| v["max_body_bytes"] = 2.5.into(),
+                "max_body_bytes",
+                "invalid type: floating point `2.5`, expected u64",
+            ),
+            (
+                |v| v["max_body_bytes"] = serde_json::Value::Null,
+                "max_body_bytes",
+                "invalid type: null, expected u64",
+            ),
+            (
+                |v| v["routes"][0]["targets"][0]["weight"] = (-1).into(),
+                "routes[0].targets[0].weight",
+                "invalid value: integer `-1`, expected u32",
+            ),
+            (
+                |v| v["routes"][0]["explore_percent"] = 5_000_000_000u64.into(),
+                "routes[0].explore_percent",
+                "invalid value: integer `5000000000`, expected u32",
+            ),
+            (
+                |v| v["routes"][0]["tiers"] = serde_json::json!([{"targets": [true]}]),
+                "routes[0].tiers[0].targets[0]",
+                "invalid type: boolean `true`, expected usize",
+            ),
+            (
+                |v| v["providers"][1]["regions"] = serde_json::json!({}),
+                "providers[1].regions",
+                "invalid type: map, expected a sequence",
+            ),
+            (
+                |v| v["providers"][0]["models"] = serde_json::json!([]),
+                "providers[0].models",
+                "invalid type: sequence, expected a map",
+            ),
+            (
+                |v| v["routes"][1]["retry"] = serde_json::json!([1]),
+                "routes[1].retry",
+                "invalid type: sequence, expected struct RetryOverrides",
+            ),
+            (
+                |v| v["routes"][1]["failover_on_content_policy"] = serde_json::Value::Null,
+                "routes[1].failover_on_content_policy",
+                "invalid type: null, expected a boolean",
+            ),
+            (
+                |v| v["providers"][0]["key_selection"] = "all".into(),
+                "providers[0].key_selection",
+                "unknown variant `all`, expected `first` or `spread`",
+            ),
+            (
+                |v| v["routes"][0]["strategy"] = 1.into(),
+                "routes[0].strategy",
+                "expected value",
+            ),
+        ];
+        for (change, path, message) in cases {
+            let e = with(change).unwrap_err();
+            assert_eq!((e.path.as_str(), e.message.as_str()), (path, message));
+        }
+        let e = with(|v| v["routes"][0]["targets"][0]["providr"] = "oa".into()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown field `providr`, expected one of `provider`, `model`, `weight`"
+        );
+        let e = Config::parse(r#"{"providers": []}"#).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("", "missing field `routes`")
+        );
+    }
+
+    #[test]
+    fn null_is_none_only_for_optional_fields() {
+        let c = with(|v| {
+            v["routes"][0]["residency"] = serde_json::Value::Null;
+            v["routes"][0]["tiers"] = serde_json::json!([{"tools": null, "targets": [0]}]);
+            v["providers"][0]["models"]["gpt-4o-mini"]["output_per_mtok"] = serde_json::Value::Null;
+            v["retry"] = serde_json::json!({"max_attempts": null});
+            v["health"] = serde_json::Value::Null;
+        })
+        .expect("valid");
+        assert_eq!(c.routes[0].residency, None);
+        assert_eq!(c.routes[0].tiers[0].tools, None);
+        assert_eq!(c.retry.max_attempts, None);
+        let m = &c.providers[0].models["gpt-4o-mini"];
+        assert_eq!((m.input_per_mtok, m.output_per_mtok), (Some(0.15), None));
+        for key in ["api_key_secrets", "kind", "models", "id"] {
+            let e = with(|v| v["providers"][0][key] = serde_json::Value::Null).unwrap_err();
+            assert_eq!(e.path, format!("providers[0].{key}"), "{e}");
+        }
+    }
+
+    #[test]
     fn invalid_json_is_an_error_not_a_panic() {
         let e = Config::parse("{not json").unwrap_err();
         assert!(!e.message.is_empty());
