@@ -1456,8 +1456,9 @@ mod tests {
 
     #[test]
     fn type_errors_keep_serdes_wording() {
+        type Change = fn(&mut serde_json::Value);
         // (change, path, exact message)
-        let cases: [(fn(&mut serde_json::Value), &str, &str); 12] = [
+        let cases: [(Change, &str, &str); 12] = [
             (
                 |v| v["max_body_bytes"] = "big".into(),
                 "max_body_bytes",
