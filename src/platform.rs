@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use switchyard_core::config::{Config, ConfigError, ProviderConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::providers::esc;
 use switchyard_core::routing::{KeyState, Keys};
 use worker::{console_error, Env};
 
@@ -76,18 +77,11 @@ pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
             Config::parse(&text).map(Rc::new)
         });
         if let Err(e) = parsed.as_ref() {
-            #[derive(serde::Serialize)]
-            struct Line<'a> {
-                msg: &'static str,
-                field: &'a str,
-                error: &'a str,
-            }
-            let line = Line {
-                msg: "switchyard.config_invalid",
-                field: &e.path,
-                error: &e.message,
-            };
-            console_error!("{}", serde_json::to_string(&line).unwrap_or_default());
+            console_error!(
+                "{{\"msg\":\"switchyard.config_invalid\",\"field\":{},\"error\":{}}}",
+                esc(&e.path),
+                esc(&e.message)
+            );
         }
         *slot = Some(parsed.clone());
         parsed

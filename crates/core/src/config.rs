@@ -6,29 +6,24 @@
 //! references between providers and routes, URLs, non-empty lists, sane numbers. A bad config is
 //! a [`ConfigError`] naming the field, never a panic.
 
-use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 /// Default cap on a request body: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<RouteConfig>,
     /// Defaults for every route; a route's own `retry` / `deadlines` override field by field.
-    #[serde(default)]
     pub retry: RetryOverrides,
-    #[serde(default)]
     pub deadlines: DeadlineOverrides,
     /// Circuit breakers, probes and the isolate's health snapshot (`docs/ROUTING.md`): an
     /// object of [`HEALTH_KNOBS`], checked by `validate` (read as a JSON value and a table, which
     /// costs the worker less than a derived struct); read it with [`Config::health_knob`].
-    #[serde(default)]
     pub health: serde_json::Value,
 }
 
@@ -49,13 +44,8 @@ pub const HEALTH_KNOBS: [(&str, u64, u64); 12] = [
     ("idle_probe_ms", 0, 86_400_000),
 ];
 
-fn default_max_body() -> u64 {
-    DEFAULT_MAX_BODY_BYTES
-}
-
 /// The wire protocol a provider speaks. OpenAI-compatible services are presets of `openai`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     Openai,
     Anthropic,
@@ -108,25 +98,19 @@ impl ProviderKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub id: String,
     pub kind: ProviderKind,
-    #[serde(default)]
     pub base_url: Option<String>,
     /// Names of Worker secrets holding API keys (never the keys themselves).
-    #[serde(default)]
     pub api_key_secrets: Vec<String>,
     /// Region tags, e.g. `["eu", "country:DE", "colo:FRA"]`: residency labels matched
     /// exactly, and locations for the `nearest` strategy (see `docs/ROUTING.md`).
-    #[serde(default)]
     pub regions: Vec<String>,
     /// How a provider with several keys picks one: `first` (default) or `spread`.
-    #[serde(default)]
     pub key_selection: KeySelection,
     /// Upstream models this provider serves, with their prices.
-    #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
 }
 
@@ -140,23 +124,17 @@ impl ProviderConfig {
 }
 
 /// Prices are USD per one million tokens.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelConfig {
-    #[serde(default)]
     pub input_per_mtok: Option<f64>,
-    #[serde(default)]
     pub output_per_mtok: Option<f64>,
-    #[serde(default)]
     pub cached_input_per_mtok: Option<f64>,
-    #[serde(default)]
     pub context_window: Option<u64>,
 }
 
 /// How a route orders its targets (see `docs/ROUTING.md`). Every strategy avoids open circuits
 /// and honours residency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
     /// Targets in the order given; the next one only when the previous failed.
     #[default]
@@ -184,8 +162,7 @@ impl Strategy {
 }
 
 /// Which of a provider's keys a request uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeySelection {
     /// The first key that is set and not passed over (the others are spares).
     #[default]
@@ -196,20 +173,15 @@ pub enum KeySelection {
 
 /// A rule that picks the targets for requests it matches. Every condition given must hold; a
 /// route's first matching tier wins; when none matches, all the route's targets are used.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct TierConfig {
     /// Matches when the estimated prompt has at least this many tokens.
-    #[serde(default)]
     pub min_prompt_tokens: Option<u64>,
     /// Matches when the estimated prompt has at most this many tokens.
-    #[serde(default)]
     pub max_prompt_tokens: Option<u64>,
     /// Matches when the request has tools (`true`) or has none (`false`).
-    #[serde(default)]
     pub tools: Option<bool>,
     /// Matches when the `x-switchyard-tier` header has this value (case-insensitive).
-    #[serde(default)]
     pub hint: Option<String>,
     /// Indices into the route's `targets`, in order of preference.
     pub targets: Vec<usize>,
@@ -224,54 +196,41 @@ impl TierConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RouteConfig {
     /// The public model name callers send as `model`.
     pub model: String,
     /// Ordered targets: the first is the primary, the rest are its fallbacks.
     pub targets: Vec<TargetConfig>,
-    #[serde(default)]
     pub strategy: Strategy,
     /// A region tag every target's provider must carry (data residency), e.g. `"eu"`.
-    #[serde(default)]
     pub residency: Option<String>,
     /// Rule-based tiers: the first that matches a request picks its targets.
-    #[serde(default)]
     pub tiers: Vec<TierConfig>,
     /// `latency` strategy: the percentage of requests sent to another healthy target first
     /// (default 5).
-    #[serde(default)]
     pub explore_percent: Option<u32>,
     /// A route (public model name) with a larger context window, tried when a target reports
     /// that the prompt does not fit.
-    #[serde(default)]
     pub context_fallback: Option<String>,
     /// Whether a content-policy refusal may fail over to the next target (default: no).
-    #[serde(default)]
     pub failover_on_content_policy: bool,
-    #[serde(default)]
     pub retry: RetryOverrides,
-    #[serde(default)]
     pub deadlines: DeadlineOverrides,
     /// The exact-match response cache for this route (off unless `enabled`; docs/CACHE.md).
-    #[serde(default)]
     pub cache: crate::cache::CachePolicy,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct TargetConfig {
     pub provider: String,
     pub model: String,
     /// `weighted` strategy: this target's share (0–10000; 0: only as a fallback).
-    #[serde(default)]
     pub weight: Option<u32>,
 }
 
 /// Retry policy knobs; every field optional so routes can override one at a time.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RetryOverrides {
     pub attempts_per_target: Option<u32>,
     pub max_attempts: Option<u32>,
@@ -281,8 +240,7 @@ pub struct RetryOverrides {
 }
 
 /// Deadline knobs in milliseconds; every field optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct DeadlineOverrides {
     pub headers_ms: Option<u64>,
     pub response_ms: Option<u64>,
@@ -334,25 +292,11 @@ fn is_secret_name(s: &str) -> bool {
 impl Config {
     /// Parse and validate. The error names the offending field.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        // From bytes: the nested `health` value then shares the JSON value reader the worker
-        // already has for request bodies.
-        let config: Config = serde_json::from_slice(text.as_bytes()).map_err(|e| {
-            // serde_json appends " at line L column C"; keep the message, the path says where.
-            let msg = e.to_string();
-            let msg = match msg.find(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
-            let mut path = json_path_at(text, e.line(), e.column());
-            if msg.starts_with("missing field") {
-                // Reported at the closing brace: the object is at fault, not its last key.
-                path = match path.rfind(['.', '[']) {
-                    Some(i) if path[i..].starts_with('.') => path[..i].to_string(),
-                    _ => path,
-                };
-            }
-            err(path, msg)
-        })?;
+        // From bytes: the worker already has serde_json's value reader over a slice for request
+        // bodies. A syntax error keeps serde_json's " at line L column C" (it has no path).
+        let doc: Value = serde_json::from_slice(text.as_bytes())
+            .map_err(|e| err(String::new(), e.to_string()))?;
+        let config = read_config(&doc)?;
         config.validate()?;
         Ok(config)
     }
@@ -614,74 +558,534 @@ impl Config {
     }
 }
 
-/// The JSON path (`routes[1].targets[0].provider`) of the value being read at `line`/`column`
-/// (1-based, as serde_json reports errors): a small scanner instead of a path-tracking
-/// deserializer, which would cost the worker tens of kilobytes.
-fn json_path_at(text: &str, line: usize, column: usize) -> String {
-    enum Frame {
-        Obj { key: Option<String>, in_value: bool },
-        Arr(usize),
+// ---------------------------------------------------------------------------------------------
+// Reading the document
+//
+// By hand from a `serde_json::Value`, with serde's wording for errors ("unknown field `x`,
+// expected one of …", "missing field `x`", "invalid type: …, expected …"): derived
+// deserializers cost the worker tens of kilobytes. One set of non-generic helpers; a struct is
+// an [`Obj`] whose keys were checked against its field list. Fields are read in declaration
+// order and missing ones reported last, as serde does (it reads in document order instead, so
+// with several problems the first one reported may differ).
+
+const CONFIG_FIELDS: &[&str] = &[
+    "max_body_bytes",
+    "providers",
+    "routes",
+    "retry",
+    "deadlines",
+    "health",
+];
+const PROVIDER_FIELDS: &[&str] = &[
+    "id",
+    "kind",
+    "base_url",
+    "api_key_secrets",
+    "regions",
+    "key_selection",
+    "models",
+];
+const MODEL_FIELDS: &[&str] = &[
+    "input_per_mtok",
+    "output_per_mtok",
+    "cached_input_per_mtok",
+    "context_window",
+];
+const ROUTE_FIELDS: &[&str] = &[
+    "model",
+    "targets",
+    "strategy",
+    "residency",
+    "tiers",
+    "explore_percent",
+    "context_fallback",
+    "failover_on_content_policy",
+    "retry",
+    "deadlines",
+    "cache",
+];
+const TARGET_FIELDS: &[&str] = &["provider", "model", "weight"];
+const TIER_FIELDS: &[&str] = &[
+    "min_prompt_tokens",
+    "max_prompt_tokens",
+    "tools",
+    "hint",
+    "targets",
+];
+const RETRY_FIELDS: &[&str] = &[
+    "attempts_per_target",
+    "max_attempts",
+    "backoff_base_ms",
+    "backoff_max_ms",
+    "retry_after_cap_ms",
+];
+const DEADLINE_FIELDS: &[&str] = &[
+    "headers_ms",
+    "response_ms",
+    "first_token_ms",
+    "idle_ms",
+    "total_ms",
+];
+
+const KIND_NAMES: &[&str] = &[
+    "openai",
+    "anthropic",
+    "gemini",
+    "deepseek",
+    "groq",
+    "together",
+    "mistral",
+    "fireworks",
+    "openrouter",
+    "ollama",
+];
+const KINDS: [ProviderKind; 10] = [
+    ProviderKind::Openai,
+    ProviderKind::Anthropic,
+    ProviderKind::Gemini,
+    ProviderKind::Deepseek,
+    ProviderKind::Groq,
+    ProviderKind::Together,
+    ProviderKind::Mistral,
+    ProviderKind::Fireworks,
+    ProviderKind::Openrouter,
+    ProviderKind::Ollama,
+];
+const STRATEGY_NAMES: &[&str] = &["priority", "weighted", "latency", "nearest", "cost"];
+const STRATEGIES: [Strategy; 5] = [
+    Strategy::Priority,
+    Strategy::Weighted,
+    Strategy::Latency,
+    Strategy::Nearest,
+    Strategy::Cost,
+];
+
+/// `at.key` (just `key` at the top).
+fn join(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
     }
-    let mut offset = 0;
-    for (i, l) in text.split('\n').enumerate() {
-        if i + 1 == line {
-            offset += column.min(l.len());
-            break;
+}
+
+/// `at[i]`.
+fn item(at: &str, i: usize) -> String {
+    format!("{at}[{i}]")
+}
+
+/// serde's words for a JSON value in a type error. A float is written as serde_json writes
+/// numbers (no `f64` formatting code).
+fn unexpected(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "sequence".into(),
+        Value::Object(_) => "map".into(),
+    }
+}
+
+fn invalid_type(at: String, v: &Value, expected: &str) -> ConfigError {
+    err(
+        at,
+        format!("invalid type: {}, expected {expected}", unexpected(v)),
+    )
+}
+
+/// "unknown field `x`, expected one of `a`, `b`, `c`" (or "`a` or `b`", or "`a`").
+fn unknown(what: &str, name: &str, expected: &[&str]) -> String {
+    let mut m = format!("unknown {what} `{name}`, expected ");
+    if expected.len() > 2 {
+        m.push_str("one of ");
+    }
+    for (i, e) in expected.iter().enumerate() {
+        if i > 0 {
+            m.push_str(if expected.len() == 2 { " or " } else { ", " });
         }
-        offset += l.len() + 1;
+        m.push('`');
+        m.push_str(e);
+        m.push('`');
     }
-    let bytes = text.as_bytes();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut i = 0;
-    while i < offset.min(bytes.len()) {
-        match bytes[i] {
-            b'"' => {
-                let start = i + 1;
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                if let Some(Frame::Obj { key, in_value }) = stack.last_mut() {
-                    if !*in_value {
-                        *key = text.get(start..i.min(bytes.len())).map(str::to_string);
-                        *in_value = true;
-                    }
-                }
-            }
-            b'{' => stack.push(Frame::Obj {
-                key: None,
-                in_value: false,
-            }),
-            b'[' => stack.push(Frame::Arr(0)),
-            b'}' | b']' => {
-                stack.pop();
-            }
-            b',' => match stack.last_mut() {
-                Some(Frame::Obj { in_value, .. }) => *in_value = false,
-                Some(Frame::Arr(n)) => *n += 1,
-                None => {}
+    m
+}
+
+/// A whole number up to `max` (`expected` names the type: `u64`, `u32`, `usize`).
+fn uint(v: &Value, at: String, expected: &str, max: u64) -> Result<u64, ConfigError> {
+    match v.as_u64() {
+        Some(n) if n <= max => Ok(n),
+        _ if v.is_i64() || v.is_u64() => Err(err(
+            at,
+            format!("invalid value: {}, expected {expected}", unexpected(v)),
+        )),
+        _ => Err(invalid_type(at, v, expected)),
+    }
+}
+
+fn string(v: &Value, at: String) -> Result<String, ConfigError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(invalid_type(at, v, "a string")),
+    }
+}
+
+fn array<'a>(v: &'a Value, at: &str) -> Result<&'a [Value], ConfigError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(invalid_type(at.to_string(), v, "a sequence")),
+    }
+}
+
+/// The index of a unit variant in `names`.
+fn variant(v: &Value, at: String, names: &[&str]) -> Result<usize, ConfigError> {
+    match v {
+        Value::String(s) => match names.iter().position(|n| n == s) {
+            Some(i) => Ok(i),
+            None => Err(err(at, unknown("variant", s, names))),
+        },
+        _ => Err(err(at, "expected value")),
+    }
+}
+
+/// A JSON object read as a struct: its keys are all among the struct's fields.
+pub(crate) struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    at: String,
+}
+
+impl<'a> Obj<'a> {
+    /// `v` as `expected` (`struct Name`) with these `fields`.
+    pub(crate) fn new(
+        v: &'a Value,
+        at: String,
+        expected: &str,
+        fields: &[&str],
+    ) -> Result<Obj<'a>, ConfigError> {
+        let Value::Object(map) = v else {
+            return Err(invalid_type(at, v, expected));
+        };
+        match map.keys().find(|k| !fields.contains(&k.as_str())) {
+            Some(k) => Err(err(join(&at, k), unknown("field", k, fields))),
+            None => Ok(Obj { map, at }),
+        }
+    }
+
+    /// A field with a default: absent is `None`; present (null too) it must be read.
+    fn field(&self, key: &str) -> Option<(&'a Value, String)> {
+        self.map.get(key).map(|v| (v, join(&self.at, key)))
+    }
+
+    /// An `Option` field: absent or null is `None`.
+    fn opt(&self, key: &str) -> Option<(&'a Value, String)> {
+        self.field(key).filter(|(v, _)| !v.is_null())
+    }
+
+    fn missing(&self, key: &str) -> ConfigError {
+        err(self.at.clone(), format!("missing field `{key}`"))
+    }
+
+    fn opt_uint(&self, key: &str, expected: &str, max: u64) -> Result<Option<u64>, ConfigError> {
+        match self.opt(key) {
+            Some((v, at)) => uint(v, at, expected, max).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn opt_u32(&self, key: &str) -> Result<Option<u32>, ConfigError> {
+        Ok(self
+            .opt_uint(key, "u32", u32::MAX.into())?
+            .map(|n| n as u32))
+    }
+
+    /// A whole number field that defaults to `default` (null is an error).
+    pub(crate) fn uint_or(
+        &self,
+        key: &str,
+        expected: &str,
+        max: u64,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.field(key) {
+            Some((v, at)) => uint(v, at, expected, max),
+            None => Ok(default),
+        }
+    }
+
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>, ConfigError> {
+        match self.opt(key) {
+            Some((v, at)) => match v.as_f64() {
+                Some(f) => Ok(Some(f)),
+                None => Err(invalid_type(at, v, "f64")),
             },
-            _ => {}
+            None => Ok(None),
         }
-        i += 1;
     }
-    let mut path = String::new();
-    for f in &stack {
-        match f {
-            Frame::Obj {
-                key: Some(k),
-                in_value: true,
-            } => {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
+
+    /// A string field: `None` when absent, an error when null (not an `Option`).
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.field(key) {
+            Some((v, at)) => string(v, at).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn opt_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.opt(key) {
+            Some((v, at)) => string(v, at).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A boolean: `None` when absent, an error when null unless `nullable`.
+    fn bool(&self, key: &str, nullable: bool) -> Result<Option<bool>, ConfigError> {
+        match self.field(key) {
+            Some((Value::Null, _)) if nullable => Ok(None),
+            Some((v, at)) => match v.as_bool() {
+                Some(b) => Ok(Some(b)),
+                None => Err(invalid_type(at, v, "a boolean")),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// A boolean that defaults to false.
+    pub(crate) fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+        Ok(self.bool(key, false)?.unwrap_or(false))
+    }
+
+    /// A list of strings that defaults to empty.
+    fn strings(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        if let Some((v, at)) = self.field(key) {
+            for (i, s) in array(v, &at)?.iter().enumerate() {
+                out.push(string(s, item(&at, i))?);
             }
-            Frame::Obj { .. } => {}
-            Frame::Arr(n) => path.push_str(&format!("[{n}]")),
+        }
+        Ok(out)
+    }
+
+    /// A unit variant's index among `names`, `None` when absent.
+    fn variant(&self, key: &str, names: &[&str]) -> Result<Option<usize>, ConfigError> {
+        match self.field(key) {
+            Some((v, at)) => variant(v, at, names).map(Some),
+            None => Ok(None),
         }
     }
-    path
+}
+
+fn read_config(doc: &Value) -> Result<Config, ConfigError> {
+    let o = Obj::new(doc, String::new(), "struct Config", CONFIG_FIELDS)?;
+    let max_body_bytes = o.uint_or("max_body_bytes", "u64", u64::MAX, DEFAULT_MAX_BODY_BYTES)?;
+    let mut providers = None;
+    if let Some((v, at)) = o.field("providers") {
+        let mut list = Vec::new();
+        for (i, p) in array(v, &at)?.iter().enumerate() {
+            list.push(read_provider(p, item(&at, i))?);
+        }
+        providers = Some(list);
+    }
+    let mut routes = None;
+    if let Some((v, at)) = o.field("routes") {
+        let mut list = Vec::new();
+        for (i, r) in array(v, &at)?.iter().enumerate() {
+            list.push(read_route(r, item(&at, i))?);
+        }
+        routes = Some(list);
+    }
+    let retry = read_retry(&o)?;
+    let deadlines = read_deadlines(&o)?;
+    let health = o.field("health").map_or(Value::Null, |(v, _)| v.clone());
+    let Some(providers) = providers else {
+        return Err(o.missing("providers"));
+    };
+    let Some(routes) = routes else {
+        return Err(o.missing("routes"));
+    };
+    Ok(Config {
+        max_body_bytes,
+        providers,
+        routes,
+        retry,
+        deadlines,
+        health,
+    })
+}
+
+pub(crate) fn read_provider(v: &Value, at: String) -> Result<ProviderConfig, ConfigError> {
+    let o = Obj::new(v, at, "struct ProviderConfig", PROVIDER_FIELDS)?;
+    let id = o.string("id")?;
+    let kind = o.variant("kind", KIND_NAMES)?;
+    let base_url = o.opt_string("base_url")?;
+    let api_key_secrets = o.strings("api_key_secrets")?;
+    let regions = o.strings("regions")?;
+    let key_selection = match o.variant("key_selection", &["first", "spread"])? {
+        Some(1) => KeySelection::Spread,
+        _ => KeySelection::First,
+    };
+    let mut models = BTreeMap::new();
+    if let Some((v, at)) = o.field("models") {
+        let Value::Object(map) = v else {
+            return Err(invalid_type(at, v, "a map"));
+        };
+        for (name, m) in map {
+            let m = Obj::new(m, join(&at, name), "struct ModelConfig", MODEL_FIELDS)?;
+            let model = ModelConfig {
+                input_per_mtok: m.opt_f64("input_per_mtok")?,
+                output_per_mtok: m.opt_f64("output_per_mtok")?,
+                cached_input_per_mtok: m.opt_f64("cached_input_per_mtok")?,
+                context_window: m.opt_uint("context_window", "u64", u64::MAX)?,
+            };
+            models.insert(name.clone(), model);
+        }
+    }
+    let Some(id) = id else {
+        return Err(o.missing("id"));
+    };
+    let Some(kind) = kind else {
+        return Err(o.missing("kind"));
+    };
+    Ok(ProviderConfig {
+        id,
+        kind: KINDS[kind],
+        base_url,
+        api_key_secrets,
+        regions,
+        key_selection,
+        models,
+    })
+}
+
+fn read_route(v: &Value, at: String) -> Result<RouteConfig, ConfigError> {
+    let o = Obj::new(v, at, "struct RouteConfig", ROUTE_FIELDS)?;
+    let model = o.string("model")?;
+    let mut targets = None;
+    if let Some((v, at)) = o.field("targets") {
+        let mut list = Vec::new();
+        for (i, t) in array(v, &at)?.iter().enumerate() {
+            let t = Obj::new(t, item(&at, i), "struct TargetConfig", TARGET_FIELDS)?;
+            let provider = t.string("provider")?;
+            let model = t.string("model")?;
+            let weight = t.opt_u32("weight")?;
+            let Some(provider) = provider else {
+                return Err(t.missing("provider"));
+            };
+            let Some(model) = model else {
+                return Err(t.missing("model"));
+            };
+            list.push(TargetConfig {
+                provider,
+                model,
+                weight,
+            });
+        }
+        targets = Some(list);
+    }
+    let strategy = o.variant("strategy", STRATEGY_NAMES)?;
+    let residency = o.opt_string("residency")?;
+    let mut tiers = Vec::new();
+    if let Some((v, at)) = o.field("tiers") {
+        for (i, t) in array(v, &at)?.iter().enumerate() {
+            tiers.push(read_tier(t, item(&at, i))?);
+        }
+    }
+    let explore_percent = o.opt_u32("explore_percent")?;
+    let context_fallback = o.opt_string("context_fallback")?;
+    let failover_on_content_policy = o.flag("failover_on_content_policy")?;
+    let retry = read_retry(&o)?;
+    let deadlines = read_deadlines(&o)?;
+    let cache = match o.field("cache") {
+        Some((v, at)) => crate::cache::CachePolicy::read(v, at)?,
+        None => crate::cache::CachePolicy::default(),
+    };
+    let Some(model) = model else {
+        return Err(o.missing("model"));
+    };
+    let Some(targets) = targets else {
+        return Err(o.missing("targets"));
+    };
+    Ok(RouteConfig {
+        model,
+        targets,
+        strategy: strategy.map_or(Strategy::Priority, |i| STRATEGIES[i]),
+        residency,
+        tiers,
+        explore_percent,
+        context_fallback,
+        failover_on_content_policy,
+        retry,
+        deadlines,
+        cache,
+    })
+}
+
+fn read_tier(v: &Value, at: String) -> Result<TierConfig, ConfigError> {
+    let o = Obj::new(v, at, "struct TierConfig", TIER_FIELDS)?;
+    let min_prompt_tokens = o.opt_uint("min_prompt_tokens", "u64", u64::MAX)?;
+    let max_prompt_tokens = o.opt_uint("max_prompt_tokens", "u64", u64::MAX)?;
+    let tools = o.bool("tools", true)?;
+    let hint = o.opt_string("hint")?;
+    let Some((v, at)) = o.field("targets") else {
+        return Err(o.missing("targets"));
+    };
+    let mut targets = Vec::new();
+    for (k, n) in array(v, &at)?.iter().enumerate() {
+        targets.push(uint(n, item(&at, k), "usize", usize::MAX as u64)? as usize);
+    }
+    Ok(TierConfig {
+        min_prompt_tokens,
+        max_prompt_tokens,
+        tools,
+        hint,
+        targets,
+    })
+}
+
+/// The `retry` field of `o` (every knob optional).
+fn read_retry(o: &Obj<'_>) -> Result<RetryOverrides, ConfigError> {
+    let Some((v, at)) = o.field("retry") else {
+        return Ok(RetryOverrides::default());
+    };
+    let r = Obj::new(v, at, "struct RetryOverrides", RETRY_FIELDS)?;
+    let mut n = [None; 5];
+    for (i, f) in RETRY_FIELDS.iter().enumerate() {
+        // The first two are counts (u32), the rest milliseconds (u64).
+        n[i] = if i < 2 {
+            r.opt_uint(f, "u32", u32::MAX.into())?
+        } else {
+            r.opt_uint(f, "u64", u64::MAX)?
+        };
+    }
+    let [attempts_per_target, max_attempts, backoff_base_ms, backoff_max_ms, retry_after_cap_ms] =
+        n;
+    Ok(RetryOverrides {
+        attempts_per_target: attempts_per_target.map(|n| n as u32),
+        max_attempts: max_attempts.map(|n| n as u32),
+        backoff_base_ms,
+        backoff_max_ms,
+        retry_after_cap_ms,
+    })
+}
+
+/// The `deadlines` field of `o` (every knob optional).
+fn read_deadlines(o: &Obj<'_>) -> Result<DeadlineOverrides, ConfigError> {
+    let Some((v, at)) = o.field("deadlines") else {
+        return Ok(DeadlineOverrides::default());
+    };
+    let d = Obj::new(v, at, "struct DeadlineOverrides", DEADLINE_FIELDS)?;
+    let mut n = [None; 5];
+    for (slot, f) in n.iter_mut().zip(DEADLINE_FIELDS) {
+        *slot = d.opt_uint(f, "u64", u64::MAX)?;
+    }
+    let [headers_ms, response_ms, first_token_ms, idle_ms, total_ms] = n;
+    Ok(DeadlineOverrides {
+        headers_ms,
+        response_ms,
+        first_token_ms,
+        idle_ms,
+        total_ms,
+    })
 }
 
 fn check_retry(r: &RetryOverrides, at: &str) -> Result<(), ConfigError> {
@@ -1048,6 +1452,109 @@ mod tests {
         }
         let e = with(|v| v["health"] = serde_json::json!({"cooldown": 1})).unwrap_err();
         assert_eq!(e.message, "unknown field `cooldown`");
+    }
+
+    #[test]
+    fn type_errors_keep_serdes_wording() {
+        type Change = fn(&mut serde_json::Value);
+        // (change, path, exact message)
+        let cases: [(Change, &str, &str); 12] = [
+            (
+                |v| v["max_body_bytes"] = "big".into(),
+                "max_body_bytes",
+                "invalid type: string \"big\", expected u64",
+            ),
+            (
+                |v| v["max_body_bytes"] = 2.5.into(),
+                "max_body_bytes",
+                "invalid type: floating point `2.5`, expected u64",
+            ),
+            (
+                |v| v["max_body_bytes"] = serde_json::Value::Null,
+                "max_body_bytes",
+                "invalid type: null, expected u64",
+            ),
+            (
+                |v| v["routes"][0]["targets"][0]["weight"] = (-1).into(),
+                "routes[0].targets[0].weight",
+                "invalid value: integer `-1`, expected u32",
+            ),
+            (
+                |v| v["routes"][0]["explore_percent"] = 5_000_000_000u64.into(),
+                "routes[0].explore_percent",
+                "invalid value: integer `5000000000`, expected u32",
+            ),
+            (
+                |v| v["routes"][0]["tiers"] = serde_json::json!([{"targets": [true]}]),
+                "routes[0].tiers[0].targets[0]",
+                "invalid type: boolean `true`, expected usize",
+            ),
+            (
+                |v| v["providers"][1]["regions"] = serde_json::json!({}),
+                "providers[1].regions",
+                "invalid type: map, expected a sequence",
+            ),
+            (
+                |v| v["providers"][0]["models"] = serde_json::json!([]),
+                "providers[0].models",
+                "invalid type: sequence, expected a map",
+            ),
+            (
+                |v| v["routes"][1]["retry"] = serde_json::json!([1]),
+                "routes[1].retry",
+                "invalid type: sequence, expected struct RetryOverrides",
+            ),
+            (
+                |v| v["routes"][1]["failover_on_content_policy"] = serde_json::Value::Null,
+                "routes[1].failover_on_content_policy",
+                "invalid type: null, expected a boolean",
+            ),
+            (
+                |v| v["providers"][0]["key_selection"] = "all".into(),
+                "providers[0].key_selection",
+                "unknown variant `all`, expected `first` or `spread`",
+            ),
+            (
+                |v| v["routes"][0]["strategy"] = 1.into(),
+                "routes[0].strategy",
+                "expected value",
+            ),
+        ];
+        for (change, path, message) in cases {
+            let e = with(change).unwrap_err();
+            assert_eq!((e.path.as_str(), e.message.as_str()), (path, message));
+        }
+        let e = with(|v| v["routes"][0]["targets"][0]["providr"] = "oa".into()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown field `providr`, expected one of `provider`, `model`, `weight`"
+        );
+        let e = Config::parse(r#"{"providers": []}"#).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("", "missing field `routes`")
+        );
+    }
+
+    #[test]
+    fn null_is_none_only_for_optional_fields() {
+        let c = with(|v| {
+            v["routes"][0]["residency"] = serde_json::Value::Null;
+            v["routes"][0]["tiers"] = serde_json::json!([{"tools": null, "targets": [0]}]);
+            v["providers"][0]["models"]["gpt-4o-mini"]["output_per_mtok"] = serde_json::Value::Null;
+            v["retry"] = serde_json::json!({"max_attempts": null});
+            v["health"] = serde_json::Value::Null;
+        })
+        .expect("valid");
+        assert_eq!(c.routes[0].residency, None);
+        assert_eq!(c.routes[0].tiers[0].tools, None);
+        assert_eq!(c.retry.max_attempts, None);
+        let m = &c.providers[0].models["gpt-4o-mini"];
+        assert_eq!((m.input_per_mtok, m.output_per_mtok), (Some(0.15), None));
+        for key in ["api_key_secrets", "kind", "models", "id"] {
+            let e = with(|v| v["providers"][0][key] = serde_json::Value::Null).unwrap_err();
+            assert_eq!(e.path, format!("providers[0].{key}"), "{e}");
+        }
     }
 
     #[test]

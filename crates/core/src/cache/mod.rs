@@ -29,7 +29,6 @@ use crate::chat::ChatRequest;
 use crate::config::ConfigError;
 use crate::error::GatewayError;
 use crate::usage::Usage;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The cache status response header: `HIT`, `MISS`, `BYPASS` or `STALE`.
@@ -46,11 +45,8 @@ pub const MAX_TTL_S: u32 = 31_536_000;
 /// KV's shortest `expirationTtl`.
 pub const KV_MIN_EXPIRATION_TTL_S: u32 = 60;
 
-/// A route's cache policy (`routes[i].cache` in the config), read by hand with
-/// [`CachePolicy::from_json`]. (The derived `Deserialize` remains only while `config::Route` is
-/// itself derived; it goes with the last derive there.)
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// A route's cache policy (`routes[i].cache` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachePolicy {
     /// Off unless a route turns it on.
     pub enabled: bool,
@@ -80,60 +76,30 @@ impl Default for CachePolicy {
     }
 }
 
+/// The policy's fields, in order.
+const POLICY_FIELDS: &[&str] = &[
+    "enabled",
+    "ttl_s",
+    "shared_namespace",
+    "cache_tool_calls",
+    "allow_nondeterministic",
+    "stale_if_error_s",
+];
+
 impl CachePolicy {
-    /// Read the policy object at `at` (`routes[0].cache`): every field optional (the
-    /// defaults above; `null` is absent too), unknown fields refused. Errors name the field
-    /// (`routes[0].cache.ttl_s`). Bounds are [`CachePolicy::validate`]'s.
-    pub fn from_json(v: &Value, at: &str) -> Result<CachePolicy, ConfigError> {
-        const FIELDS: [&str; 6] = [
-            "enabled",
-            "ttl_s",
-            "shared_namespace",
-            "cache_tool_calls",
-            "allow_nondeterministic",
-            "stale_if_error_s",
-        ];
-        let err = |f: &str, m: &str| ConfigError {
-            path: format!("{at}.{f}"),
-            message: m.into(),
-        };
-        let Some(o) = v.as_object() else {
-            return Err(ConfigError {
-                path: at.into(),
-                message: "must be an object".into(),
-            });
-        };
-        if let Some(k) = o.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(err(k, "unknown field"));
-        }
-        let field = |k: &str| o.get(k).filter(|v| !v.is_null());
-        let flag = |k: &str| match field(k) {
-            None => Ok(false),
-            Some(v) => v.as_bool().ok_or_else(|| err(k, "must be true or false")),
-        };
-        let secs = |k: &str, default: u32| match field(k) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| err(k, "must be a whole number of seconds")),
-        };
-        let shared_namespace = match field("shared_namespace") {
-            None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .ok_or_else(|| err("shared_namespace", "must be a string"))?
-                    .to_string(),
-            ),
-        };
+    /// Read the policy from its JSON object at path `at` (a missing field takes its default;
+    /// unknown fields and wrong types are errors). Bounds are [`CachePolicy::validate`]'s.
+    pub fn read(v: &Value, at: String) -> Result<CachePolicy, ConfigError> {
+        let o = crate::config::Obj::new(v, at, "struct CachePolicy", POLICY_FIELDS)?;
         let d = CachePolicy::default();
+        let max = u64::from(u32::MAX);
         Ok(CachePolicy {
-            enabled: flag("enabled")?,
-            ttl_s: secs("ttl_s", d.ttl_s)?,
-            shared_namespace,
-            cache_tool_calls: flag("cache_tool_calls")?,
-            allow_nondeterministic: flag("allow_nondeterministic")?,
-            stale_if_error_s: secs("stale_if_error_s", d.stale_if_error_s)?,
+            enabled: o.flag("enabled")?,
+            ttl_s: o.uint_or("ttl_s", "u32", max, d.ttl_s.into())? as u32,
+            shared_namespace: o.opt_string("shared_namespace")?,
+            cache_tool_calls: o.flag("cache_tool_calls")?,
+            allow_nondeterministic: o.flag("allow_nondeterministic")?,
+            stale_if_error_s: o.uint_or("stale_if_error_s", "u32", max, 0)? as u32,
         })
     }
 

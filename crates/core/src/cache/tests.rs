@@ -26,37 +26,54 @@ fn no_headers() -> CacheHeaders {
 // ---------------------------------------------------------------------------------------------
 // Policy
 
+/// A policy as the config reader reads `routes[0].cache`.
+fn policy(text: &str) -> Result<CachePolicy, ConfigError> {
+    let v: Value = serde_json::from_str(text).expect("test policy is JSON");
+    CachePolicy::read(&v, "routes[0].cache".into())
+}
+
 #[test]
 fn policy_defaults_and_unknown_fields() {
-    let p: CachePolicy = serde_json::from_str("{}").unwrap();
+    let p: CachePolicy = policy("{}").unwrap();
     assert_eq!(p, CachePolicy::default());
     assert!(!p.enabled && p.ttl_s == 3600 && p.stale_if_error_s == 0);
     assert!(!p.cache_tool_calls && !p.allow_nondeterministic && p.shared_namespace.is_none());
     p.validate("routes[0].cache").unwrap();
-    let e = serde_json::from_str::<CachePolicy>(r#"{"ttl":5}"#).unwrap_err();
+    let e = policy(r#"{"ttl":5}"#).unwrap_err();
     assert!(e.to_string().contains("unknown field `ttl`"), "{e}");
-    assert!(serde_json::from_str::<CachePolicy>(r#"{"ttl_s":-1}"#).is_err());
-    let full: CachePolicy = serde_json::from_str(
+    assert_eq!(e.path, "routes[0].cache.ttl");
+    assert!(policy(r#"{"ttl_s":-1}"#).is_err());
+    assert!(policy(r#"{"ttl_s":4294967296}"#).is_err());
+    assert!(policy(r#"{"enabled":null}"#).is_err());
+    assert!(policy("[]").is_err());
+    let full: CachePolicy = policy(
         r#"{"enabled":true,"ttl_s":60,"shared_namespace":"docs","cache_tool_calls":true,
             "allow_nondeterministic":true,"stale_if_error_s":600}"#,
     )
     .unwrap();
     full.validate("routes[0].cache").unwrap();
+    assert!(full.enabled && full.cache_tool_calls && full.allow_nondeterministic);
+    assert_eq!((full.ttl_s, full.stale_if_error_s), (60, 600));
+    assert_eq!(full.shared_namespace.as_deref(), Some("docs"));
 }
 
 #[test]
-fn policy_reads_by_hand_as_the_derive_did() {
+fn policy_errors_name_the_field() {
     let at = "routes[0].cache";
-    let read = |text: &str| CachePolicy::from_json(&serde_json::from_str(text).unwrap(), at);
+    let read = |text: &str| CachePolicy::read(&serde_json::from_str(text).unwrap(), at.into());
     assert_eq!(read("{}"), Ok(CachePolicy::default()));
     let full = r#"{"enabled":true,"ttl_s":60,"shared_namespace":"docs","cache_tool_calls":true,
         "allow_nondeterministic":true,"stale_if_error_s":600}"#;
-    assert_eq!(
-        read(full),
-        Ok(serde_json::from_str::<CachePolicy>(full).unwrap())
-    );
-    let nulls = r#"{"enabled":null,"ttl_s":null,"shared_namespace":null}"#;
-    assert_eq!(read(nulls), Ok(CachePolicy::default()));
+    let expected = CachePolicy {
+        enabled: true,
+        ttl_s: 60,
+        shared_namespace: Some("docs".into()),
+        cache_tool_calls: true,
+        allow_nondeterministic: true,
+        stale_if_error_s: 600,
+    };
+    assert_eq!(read(full), Ok(expected));
+    assert_eq!(read(r#"{"shared_namespace":null}"#), Ok(CachePolicy::default()));
     let path = |text: &str| read(text).unwrap_err().path;
     for (bad, field) in [
         (r#"{"ttl":5}"#, "ttl"),

@@ -373,9 +373,12 @@ mod tests {
     #[test]
     fn probes_list_the_models() {
         let provider = |kind: &str, base: &str| -> ProviderConfig {
-            serde_json::from_value(serde_json::json!({
-                "id": "p", "kind": kind, "base_url": base, "api_key_secrets": ["K"]
-            }))
+            crate::config::read_provider(
+                &serde_json::json!({
+                    "id": "p", "kind": kind, "base_url": base, "api_key_secrets": ["K"]
+                }),
+                String::new(),
+            )
             .expect("provider")
         };
         // (kind, base, url, key header)
