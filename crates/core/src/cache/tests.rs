@@ -73,7 +73,10 @@ fn policy_errors_name_the_field() {
         stale_if_error_s: 600,
     };
     assert_eq!(read(full), Ok(expected));
-    assert_eq!(read(r#"{"shared_namespace":null}"#), Ok(CachePolicy::default()));
+    assert_eq!(
+        read(r#"{"shared_namespace":null}"#),
+        Ok(CachePolicy::default())
+    );
     let path = |text: &str| read(text).unwrap_err().path;
     for (bad, field) in [
         (r#"{"ttl":5}"#, "ttl"),
