@@ -7,6 +7,8 @@ use switchyard_core::config::{Config, ConfigError, ProviderConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::providers::esc;
 use switchyard_core::routing::{KeyState, Keys};
+use worker::js_sys::futures::JsFuture;
+use worker::wasm_bindgen::JsValue;
 use worker::{console_error, Env};
 
 /// Unix milliseconds. (In Workers the clock advances on I/O, which is all a deadline needs.)
@@ -147,4 +149,27 @@ pub fn pass_over_key(env: &Env, provider: &ProviderConfig, name: &str, until_ms:
             .iter()
             .any(|n| n != name && k.limited_until(n, now).is_none() && secret(env, n).is_some())
     })
+}
+
+/// Column `col` of a D1 statement's first row, as text: `None` when there is no row or the value
+/// is not text. Read from the JS value directly: `D1PreparedStatement::first::<String>` and
+/// `Storage::get::<String>` go through serde_wasm_bindgen, whose error paths alone pull float
+/// formatting into the worker.
+pub async fn first_text(
+    stmt: &worker::D1PreparedStatement,
+    col: &str,
+) -> worker::Result<Option<String>> {
+    let v = JsFuture::from(stmt.inner().first(Some(col))?).await?;
+    Ok(v.as_string())
+}
+
+/// A Durable Object's stored text under `key`, or `None`.
+pub async fn stored_text(storage: &worker::Storage, key: &str) -> worker::Result<Option<String>> {
+    let found = storage.get_multiple(vec![key]).await?;
+    Ok(found.get(&JsValue::from_str(key)).as_string())
+}
+
+/// Store `value` as text under `key` in a Durable Object's storage.
+pub async fn store_text(storage: &worker::Storage, key: &str, value: &str) -> worker::Result<()> {
+    storage.put_raw(key, JsValue::from_str(value)).await
 }

@@ -28,7 +28,7 @@ use worker::{console_error, Env, Method, Request, Response};
 
 use super::AdminCtx;
 use crate::http::{error_response, json_bytes, read_body};
-use crate::platform::{hex, now_ms, random_bytes, secret};
+use crate::platform::{self, hex, now_ms, random_bytes, secret};
 use crate::tenants::{gate, records};
 
 // ---------------------------------------------------------------------------------------------
@@ -665,7 +665,7 @@ async fn one(env: &Env, sql: &str, args: &[JsValue]) -> Result<Option<String>, G
         .d1("DB")
         .and_then(|db| db.prepare(sql).bind(args))
         .map_err(db_error)?;
-    stmt.first::<String>(Some("j")).await.map_err(db_error)
+    platform::first_text(&stmt, "j").await.map_err(db_error)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use switchyard_core::health::{
 use switchyard_core::logline::rfc3339;
 use worker::{console_log, durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::platform::{now_ms, random_unit};
+use crate::platform::{self, now_ms, random_unit};
 
 const KEY: &str = "h";
 
@@ -148,7 +148,7 @@ impl DurableObject for TargetHealthObject {
             (body, dirty.then(|| h.encode()))
         };
         if let Some(json) = dirty {
-            self.state.storage().put(KEY, json).await?;
+            platform::store_text(&self.state.storage(), KEY, &json).await?;
         }
         let resp = Response::ok(body)?;
         if let Some(t) = token {
@@ -163,7 +163,7 @@ impl TargetHealthObject {
         if self.health.borrow().is_some() {
             return Ok(());
         }
-        let stored = self.state.storage().get::<String>(KEY).await?;
+        let stored = platform::stored_text(&self.state.storage(), KEY).await?;
         // Unreadable state (a format this build does not know) starts fresh rather than failing
         // every call: state is then late, never wrong.
         let h = stored

@@ -19,7 +19,7 @@ use switchyard_core::tenancy::{
 use worker::wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::platform::now_ms;
+use crate::platform::{self, now_ms};
 
 /// A codec error as the worker's error type.
 fn unreadable(what: &str, e: DecodeError) -> worker::Error {
@@ -107,7 +107,7 @@ impl TenantGateObject {
             return Ok(());
         }
         let storage = self.state.storage();
-        if let Some(g) = storage.get::<String>("gate").await? {
+        if let Some(g) = platform::stored_text(&storage, "gate").await? {
             let gate = TenantGate::from_json(g.as_bytes()).map_err(|e| unreadable("gate", e))?;
             *self.gate.borrow_mut() = Some(gate);
             return Ok(());
@@ -129,7 +129,7 @@ impl TenantGateObject {
         let Some(user) = user else { return Ok(None) };
         let key = format!("user:{user}");
         if !self.users.borrow().contains_key(&key) {
-            let u = match self.state.storage().get::<String>(&key).await? {
+            let u = match platform::stored_text(&self.state.storage(), &key).await? {
                 Some(json) => {
                     UserGate::from_json(json.as_bytes()).map_err(|e| unreadable(&key, e))?
                 }
@@ -145,12 +145,12 @@ impl TenantGateObject {
         // Stored as JSON text written by hand (`tenancy::codec`: the stored forms).
         let gate = self.gate.borrow().as_ref().map(TenantGate::to_json);
         if let Some(g) = gate {
-            storage.put("gate", g).await?;
+            platform::store_text(&storage, "gate", &g).await?;
         }
         if let Some(k) = user_key {
             let u = self.users.borrow().get(k).map(UserGate::to_json);
             if let Some(u) = u {
-                storage.put(k, u).await?;
+                platform::store_text(&storage, k, &u).await?;
             }
         }
         Ok(())
@@ -162,7 +162,7 @@ async fn rebuild(env: &Env, tenant: &str) -> Result<TenantGate> {
     let day = Period::Day.start_ms(now);
     let month = Period::Month.start_ms(now);
     let db = env.d1("DB")?;
-    let sums: Option<String> = db
+    let stmt = db
         .prepare(
             "SELECT json_object( \
                'day', COALESCE(SUM(CASE WHEN ts_ms >= ?2 THEN cost_nanos END), 0), \
@@ -174,9 +174,8 @@ async fn rebuild(env: &Env, tenant: &str) -> Result<TenantGate> {
             JsValue::from_str(tenant),
             JsValue::from_f64(day as f64),
             JsValue::from_f64(month as f64),
-        ])?
-        .first(Some("j"))
-        .await?;
+        ])?;
+    let sums = platform::first_text(&stmt, "j").await?;
     let mut gate = TenantGate::default();
     if let Some(j) = sums {
         // Read by hand, not with a derived reader (wasm size).

@@ -15,7 +15,7 @@ use switchyard_core::tenancy::Limits;
 use worker::wasm_bindgen::JsValue;
 use worker::Env;
 
-use crate::platform::now_ms;
+use crate::platform::{self, now_ms};
 
 pub const RECORD_TTL_MS: u64 = 30_000;
 pub const NEGATIVE_TTL_MS: u64 = 5_000;
@@ -115,7 +115,7 @@ async fn query_one(
         .prepare(sql)
         .bind(&[JsValue::from_str(arg)])
         .map_err(db_error)?;
-    let json: Option<String> = stmt.first(Some("j")).await.map_err(db_error)?;
+    let json = platform::first_text(&stmt, "j").await.map_err(db_error)?;
     match json {
         None => Ok(None),
         Some(j) => TenantRow::from_json(j.as_bytes())
@@ -171,7 +171,7 @@ pub async fn origin_known(env: &Env, origin: &str) -> Result<bool, GatewayError>
         )
         .bind(&[JsValue::from_str(origin)])
         .map_err(db_error)?;
-    let found: Option<String> = stmt.first(Some("id")).await.map_err(db_error)?;
+    let found = platform::first_text(&stmt, "id").await.map_err(db_error)?;
     let marker = found.map(|_| {
         Rc::new(TenantRecord {
             id: String::new(),
