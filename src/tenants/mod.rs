@@ -8,7 +8,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use futures_channel::oneshot;
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ledger::{self, LedgerRow, RowState};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::tenancy::{
     far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
@@ -378,45 +380,100 @@ async fn settle_gate(
     }
 }
 
+/// The ledger row of an answered request, batched with the isolate's other pending rows
+/// (`switchyard_core::ledger`): this returns once the row is written (by this task's flush or
+/// another's) or, after a failed write and one retry, logged as lost.
 async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
-    let Ok(db) = env.d1("DB") else { return };
-    let cost = match s.cost_nanos {
-        Some(c) => JsValue::from_f64(c as f64),
-        None => JsValue::NULL,
-    };
-    let n = |x: u64| JsValue::from_f64(x as f64);
-    let stmt = db
-        .prepare(
-            "INSERT OR IGNORE INTO usage_ledger (request_id, tenant_id, end_user, route, provider, model, \
-             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_nanos, cache_hit, \
-             latency_ms, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .bind(&[
-            JsValue::from_str(&s.request_id),
-            JsValue::from_str(&caller.tenant.id),
-            JsValue::from_str(caller.user().unwrap_or("")),
-            JsValue::from_str(&s.route),
-            JsValue::from_str(&s.provider),
-            JsValue::from_str(&s.model),
-            n(s.usage.prompt_tokens),
-            n(s.usage.completion_tokens),
-            n(s.usage.cached_tokens),
-            n(s.usage.reasoning_tokens),
-            cost,
-            n(s.cache_hit as u64),
-            n(s.latency_ms),
-            n(now),
-        ]);
-    let result = match stmt {
-        Ok(stmt) => stmt.run().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        console_error!(
-            "{}",
-            serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": s.request_id, "error": e.to_string()})
-        );
+    let seq = LEDGER.with(|b| {
+        b.borrow_mut().push(LedgerRow {
+            request_id: s.request_id.clone(),
+            tenant_id: caller.tenant.id.clone(),
+            end_user: caller.user().unwrap_or("").to_string(),
+            route: s.route.clone(),
+            provider: s.provider.clone(),
+            model: s.model.clone(),
+            usage: s.usage,
+            cost_nanos: s.cost_nanos,
+            cache_hit: s.cache_hit,
+            latency_ms: s.latency_ms,
+            ts_ms: now,
+        })
+    });
+    loop {
+        match LEDGER.with(|b| b.borrow().state(seq)) {
+            RowState::Done => return,
+            RowState::Pending if LEDGER.with(|b| b.borrow_mut().claim()) => flush_ledger(env).await,
+            // Another task's flush holds this row, or is under way: wait for it to end.
+            _ => {
+                let (tx, rx) = oneshot::channel::<()>();
+                LEDGER_WAITERS.with(|w| w.borrow_mut().push(tx));
+                let _ = rx.await;
+            }
+        }
     }
+}
+
+thread_local! {
+    static LEDGER: RefCell<ledger::Buffer> = RefCell::new(ledger::Buffer::default());
+    /// Tasks waiting for the flush under way; dropping their senders wakes them.
+    static LEDGER_WAITERS: RefCell<Vec<oneshot::Sender<()>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long the flusher waits for other answers' rows before it writes (the after-response
+/// task's time, not the caller's).
+const LEDGER_WINDOW_MS: u64 = 50;
+
+/// Ends the flush however the flusher stops: cancelled (dropped) → its rows go back for the
+/// next flush; and the waiting tasks wake.
+struct FlushEnd(bool);
+
+impl Drop for FlushEnd {
+    fn drop(&mut self) {
+        LEDGER.with(|b| b.borrow_mut().end(self.0));
+        let waiters = LEDGER_WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        drop(waiters);
+    }
+}
+
+/// The claimed flush: after the window, take every pending row (up to the cap) and write them
+/// in one statement; a failure is retried once, then every row in it is logged as lost.
+async fn flush_ledger(env: &Env) {
+    let mut end = FlushEnd(false);
+    crate::upstream::sleep(LEDGER_WINDOW_MS).await;
+    let Some((rows, _)) = LEDGER.with(|b| b.borrow_mut().take(ledger::MAX_BATCH)) else {
+        end.0 = true;
+        return;
+    };
+    let rows = JsValue::from_str(&rows);
+    let mut error = String::new();
+    for _ in 0..2 {
+        let result = match env.d1("DB") {
+            Ok(db) => match db
+                .prepare(ledger::INSERT_SQL)
+                .bind(std::slice::from_ref(&rows))
+            {
+                Ok(stmt) => stmt.run().await.map(|_| ()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                end.0 = true;
+                return;
+            }
+            Err(e) => error = e.to_string(),
+        }
+    }
+    LEDGER.with(|b| {
+        for r in b.borrow().in_flight() {
+            console_error!(
+                "{}",
+                serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": r.request_id, "error": error})
+            );
+        }
+    });
+    end.0 = true;
 }
 
 async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {

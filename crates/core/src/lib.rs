@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod ingress;
+pub mod ledger;
 pub mod logline;
 pub mod policy;
 pub mod providers;
