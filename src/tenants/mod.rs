@@ -466,7 +466,7 @@ async fn flush_ledger(env: &Env) {
         }
     }
     LEDGER.with(|b| {
-        for r in b.borrow().in_flight() {
+        for r in b.borrow().in_flight().iter() {
             console_error!(
                 "{}",
                 serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": r.request_id, "error": error})

@@ -40,46 +40,15 @@ FROM json_each(?1)";
 /// Rows per statement at most (the rest wait for the next flush, in the same wait_until).
 pub const MAX_BATCH: usize = 200;
 
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(HEX[(c as usize) >> 4] as char);
-                out.push(HEX[(c as usize) & 15] as char);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 fn push_num(out: &mut String, n: u64) {
-    // Integers only: no float formatting.
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for d in &digits[i..] {
-        out.push(*d as char);
-    }
+    // Integers only (no float formatting): the same code as every other integer shown.
+    out.push_str(&n.to_string());
 }
 
 /// The rows as the JSON text [`INSERT_SQL`] reads: `[[request_id, …, ts_ms], …]`.
-pub fn encode<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> String {
+pub fn encode(rows: &[LedgerRow]) -> String {
     let mut out = String::from("[");
-    for (i, r) in rows.into_iter().enumerate() {
+    for (i, r) in rows.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -92,7 +61,7 @@ pub fn encode<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> String {
             &r.provider,
             &r.model,
         ] {
-            push_str(&mut out, s);
+            out.push_str(&crate::providers::esc(s));
             out.push(',');
         }
         let u = &r.usage;
@@ -130,28 +99,33 @@ pub enum RowState {
     Done,
 }
 
-/// The isolate's pending rows and its one flush at a time.
+/// The isolate's pending rows and its one flush at a time. Rows are numbered in order and
+/// flushed oldest first, so the rows in flight and the pending ones are two runs of numbers.
 #[derive(Debug, Default)]
 pub struct Buffer {
-    pending: Vec<(u64, LedgerRow)>,
-    in_flight: Vec<(u64, LedgerRow)>,
-    next: u64,
+    /// Rows `first..first + in_flight.len()`, then `pending` follows them.
+    in_flight: Vec<LedgerRow>,
+    pending: Vec<LedgerRow>,
+    first: u64,
     claimed: bool,
 }
 
 impl Buffer {
+    fn pending_from(&self) -> u64 {
+        self.first + self.in_flight.len() as u64
+    }
+
     /// Append a row; its number is what [`Buffer::state`] is asked about.
     pub fn push(&mut self, row: LedgerRow) -> u64 {
-        let seq = self.next;
-        self.next += 1;
-        self.pending.push((seq, row));
-        seq
+        self.pending.push(row);
+        self.pending_from() + self.pending.len() as u64 - 1
     }
 
     pub fn state(&self, seq: u64) -> RowState {
-        if self.pending.iter().any(|(s, _)| *s == seq) {
+        let from = self.pending_from();
+        if seq >= from && seq < from + self.pending.len() as u64 {
             RowState::Pending
-        } else if self.in_flight.iter().any(|(s, _)| *s == seq) {
+        } else if seq >= self.first && seq < from {
             RowState::InFlight
         } else {
             RowState::Done
@@ -175,25 +149,28 @@ impl Buffer {
             return None;
         }
         let n = self.pending.len().min(max.max(1));
-        self.in_flight = self.pending.drain(..n).collect();
-        Some((encode(self.in_flight.iter().map(|(_, r)| r)), n))
+        let rest = self.pending.split_off(n);
+        self.in_flight = std::mem::replace(&mut self.pending, rest);
+        Some((encode(&self.in_flight), n))
     }
 
     /// The flush ended. `written`: its rows are done (written, or given up on — the caller
     /// logged them, see [`Buffer::in_flight`]); otherwise (cancelled) they go back in front of
     /// the pending rows for the next flush. Either way another task may claim now.
     pub fn end(&mut self, written: bool) {
-        let rows = std::mem::take(&mut self.in_flight);
-        if !written {
-            let later = std::mem::replace(&mut self.pending, rows);
-            self.pending.extend(later);
+        let mut rows = std::mem::take(&mut self.in_flight);
+        if written {
+            self.first += rows.len() as u64;
+        } else {
+            rows.append(&mut self.pending);
+            self.pending = rows;
         }
         self.claimed = false;
     }
 
     /// The rows of the flush under way (to log them when it fails).
-    pub fn in_flight(&self) -> impl Iterator<Item = &LedgerRow> {
-        self.in_flight.iter().map(|(_, r)| r)
+    pub fn in_flight(&self) -> &[LedgerRow] {
+        &self.in_flight
     }
 
     pub fn is_claimed(&self) -> bool {
@@ -234,7 +211,7 @@ mod tests {
         odd.cost_nanos = None;
         odd.cache_hit = true;
         odd.usage.prompt_tokens = u64::MAX;
-        let text = encode([&row("a"), &odd]);
+        let text = encode(&[row("a"), odd]);
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(
             v[0],
@@ -260,7 +237,7 @@ mod tests {
         assert_eq!(v[1][6], u64::MAX);
         assert!(v[1][10].is_null(), "unpriced stays NULL");
         assert_eq!(v[1][11], 1);
-        assert_eq!(encode([]), "[]");
+        assert_eq!(encode(&[]), "[]");
         // As many placeholders in the SQL as values in a row.
         assert_eq!(
             INSERT_SQL.matches("value->>").count(),
@@ -302,10 +279,16 @@ mod tests {
     #[test]
     fn a_cancelled_flush_puts_its_rows_back_in_order() {
         let mut b = Buffer::default();
-        let ids: Vec<u64> = (0..5).map(|i| b.push(row(&i.to_string()))).collect();
+        let mut ids: Vec<u64> = (0..4).map(|i| b.push(row(&i.to_string()))).collect();
         assert!(b.claim());
         assert_eq!(b.take(3).map(|(_, n)| n), Some(3));
-        assert_eq!(b.in_flight().count(), 3);
+        assert_eq!(b.in_flight().len(), 3);
+        ids.push(b.push(row("4")));
+        assert_eq!(b.state(ids[2]), RowState::InFlight);
+        assert_eq!(
+            (b.state(ids[3]), b.state(ids[4])),
+            (RowState::Pending, RowState::Pending)
+        );
         b.end(false);
         assert!(ids.iter().all(|s| b.state(*s) == RowState::Pending));
         assert!(b.claim());

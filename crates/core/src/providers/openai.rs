@@ -10,7 +10,7 @@ use crate::config::ProviderConfig;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
 use crate::sse::{frame_data, SseEvent, SseParser};
 use crate::usage::Usage;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 pub fn build_chat(
@@ -84,7 +84,10 @@ fn write_object(body: &Map<String, Value>, overrides: &[(&str, &Value)]) -> Vec<
 pub fn parse_chat_answer(body: Vec<u8>) -> Result<UpstreamAnswer, AttemptFailure> {
     // The common case in one pass that builds no tree of the answer; anything it does not
     // accept (not JSON, no `choices` array, …) is judged by the full reader below.
-    if let Ok(head) = serde_json::from_slice::<AnswerHead>(&body) {
+    if let Some(head) = (!too_deep(&body))
+        .then(|| serde_json::from_slice::<AnswerHead>(&body).ok())
+        .flatten()
+    {
         if head.choices {
             return Ok(UpstreamAnswer {
                 body,
@@ -145,58 +148,54 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-/// Any value, skipped: nothing is kept, but it is read as deep as a `Value` would be (so the
-/// parser's nesting limit applies exactly as it does to a `Value`).
-struct Skip;
-
-impl<'de> Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-}
-
-/// An array, skipped (anything else fails).
+/// An array, skipped element by element (anything else fails).
 struct SkippedArray;
 
 impl<'de> Deserialize<'de> for SkippedArray {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(SkipVisitor).map(|_| SkippedArray)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SkippedArray;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SkippedArray, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(SkippedArray)
+            }
+        }
+        d.deserialize_seq(V)
     }
+}
+
+/// Whether arrays and objects nest deeper than serde_json reads into a `Value` (it refuses
+/// the 128th level; skipping values does not count levels, so the reader checks first).
+fn too_deep(body: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth >= 128 {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl<'de> Deserialize<'de> for AnswerHead {
@@ -224,7 +223,7 @@ impl<'de> Deserialize<'de> for AnswerHead {
                             head.model = v.as_str().map(str::to_string);
                         }
                         Key::Other => {
-                            map.next_value::<Skip>()?;
+                            map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
@@ -530,11 +529,29 @@ mod tests {
             "\u{feff}{\"choices\":[]}",
             r#"{"choices":[],"model":"ok"}   "#,
         ];
-        let deep = format!("{{\"choices\":[{}{}]}}", "[".repeat(200), "]".repeat(200));
-        let deep_ok = format!("{{\"choices\":[{}{}]}}", "[".repeat(100), "]".repeat(100));
+        // serde_json reads 127 levels into a `Value` and refuses the 128th.
+        let nested = |n: usize, open: &str, close: &str| {
+            format!(
+                "{{\"choices\":[{}{}],\"model\":\"m\"}}",
+                open.repeat(n),
+                close.repeat(n)
+            )
+        };
+        let deep = nested(200, "[", "]");
+        let deep_ok = nested(125, "[", "]");
+        let deep_edge = nested(126, "[", "]");
+        let deep_objects = nested(126, "{\"a\":", "}").replace("{\"a\":}", "0");
+        let deep_in_string = format!(
+            "{{\"choices\":[\"{}\\\"{}\"],\"model\":\"m\"}}",
+            "[".repeat(300),
+            "{".repeat(300)
+        );
         let mut bodies: Vec<Vec<u8>> = answers.iter().map(|a| a.as_bytes().to_vec()).collect();
         bodies.push(deep.into_bytes());
         bodies.push(deep_ok.into_bytes());
+        bodies.push(deep_edge.into_bytes());
+        bodies.push(deep_objects.into_bytes());
+        bodies.push(deep_in_string.into_bytes());
         bodies.push(vec![b'{', 0xff, 0xfe, b'}']);
         for body in bodies {
             let want = reference(&body);
