@@ -20,7 +20,7 @@
 //!     accumulated for the cache as it is sent
 //! 11. after the response (`ctx.wait_until`) — cache write (and wake the coalesced followers);
 //!     gate settlement, ledger row (batched with the isolate's other answers' rows into one D1
-//!     statement, written before this request's task ends), alerts; outcomes to the targets'
+//!     statement), alerts; outcomes to the targets'
 //!     circuit breakers when due;
 //!     and one JSON log line per request (for streams, when the stream ends)
 

@@ -8,9 +8,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use futures_channel::oneshot;
 use switchyard_core::error::{ErrorKind, GatewayError};
-use switchyard_core::ledger::{self, LedgerRow, RowState};
+use switchyard_core::ledger::{self, LedgerRow};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::tenancy::{
     far_from_cap, format_usd, peek_end_user_token, tenant_signing_key, token_hash,
@@ -381,8 +380,9 @@ async fn settle_gate(
 }
 
 /// The ledger row of an answered request, batched with the isolate's other pending rows
-/// (`switchyard_core::ledger`): this returns once the row is written (by this task's flush or
-/// another's) or, after a failed write and one retry, logged as lost.
+/// (`switchyard_core::ledger`). No task waits for another: each writes what is pending after
+/// its window unless another task's write took its row; a failed write is retried once, then
+/// its rows are logged as lost.
 async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
     let seq = LEDGER.with(|b| {
         b.borrow_mut().push(LedgerRow {
@@ -399,81 +399,61 @@ async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
             ts_ms: now,
         })
     });
-    loop {
-        match LEDGER.with(|b| b.borrow().state(seq)) {
-            RowState::Done => return,
-            RowState::Pending if LEDGER.with(|b| b.borrow_mut().claim()) => flush_ledger(env).await,
-            // Another task's flush holds this row, or is under way: wait for it to end.
-            _ => {
-                let (tx, rx) = oneshot::channel::<()>();
-                LEDGER_WAITERS.with(|w| w.borrow_mut().push(tx));
-                let _ = rx.await;
+    // Other answers' rows join during the window; then whatever is pending goes in one write,
+    // unless another task's write already took this row.
+    crate::upstream::sleep(LEDGER_WINDOW_MS).await;
+    while LEDGER.with(|b| b.borrow().is_pending(seq)) {
+        let rows = LEDGER.with(|b| b.borrow_mut().take(ledger::MAX_BATCH));
+        let mut held = PutBack(Some(rows));
+        let rows = held.0.as_deref().unwrap_or_default();
+        let json = JsValue::from_str(&ledger::encode(rows));
+        let mut error = String::new();
+        for _ in 0..2 {
+            let result = match env.d1("DB") {
+                Ok(db) => match db
+                    .prepare(ledger::INSERT_SQL)
+                    .bind(std::slice::from_ref(&json))
+                {
+                    Ok(stmt) => stmt.run().await.map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) => error = e.to_string(),
             }
         }
+        if !error.is_empty() {
+            for r in rows {
+                console_error!(
+                    "{}",
+                    serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": r.request_id, "error": error})
+                );
+            }
+        }
+        held.0 = None;
     }
 }
 
 thread_local! {
     static LEDGER: RefCell<ledger::Buffer> = RefCell::new(ledger::Buffer::default());
-    /// Tasks waiting for the flush under way; dropping their senders wakes them.
-    static LEDGER_WAITERS: RefCell<Vec<oneshot::Sender<()>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How long the flusher waits for other answers' rows before it writes (the after-response
-/// task's time, not the caller's).
+/// How long an answer's task waits for other answers' rows before it writes (the
+/// after-response task's time, not the caller's).
 const LEDGER_WINDOW_MS: u64 = 50;
 
-/// Ends the flush however the flusher stops: cancelled (dropped) → its rows go back for the
-/// next flush; and the waiting tasks wake.
-struct FlushEnd(bool);
+/// The rows of a write under way: if the task is cancelled (dropped) before the write ended,
+/// they are pending again for the next write (a row written twice is ignored by request id).
+struct PutBack(Option<Vec<LedgerRow>>);
 
-impl Drop for FlushEnd {
+impl Drop for PutBack {
     fn drop(&mut self) {
-        LEDGER.with(|b| b.borrow_mut().end(self.0));
-        let waiters = LEDGER_WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut()));
-        drop(waiters);
-    }
-}
-
-/// The claimed flush: after the window, take every pending row (up to the cap) and write them
-/// in one statement; a failure is retried once, then every row in it is logged as lost.
-async fn flush_ledger(env: &Env) {
-    let mut end = FlushEnd(false);
-    crate::upstream::sleep(LEDGER_WINDOW_MS).await;
-    let Some((rows, _)) = LEDGER.with(|b| b.borrow_mut().take(ledger::MAX_BATCH)) else {
-        end.0 = true;
-        return;
-    };
-    let rows = JsValue::from_str(&rows);
-    let mut error = String::new();
-    for _ in 0..2 {
-        let result = match env.d1("DB") {
-            Ok(db) => match db
-                .prepare(ledger::INSERT_SQL)
-                .bind(std::slice::from_ref(&rows))
-            {
-                Ok(stmt) => stmt.run().await.map(|_| ()),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                end.0 = true;
-                return;
-            }
-            Err(e) => error = e.to_string(),
+        if let Some(rows) = self.0.take() {
+            LEDGER.with(|b| b.borrow_mut().put_back(rows));
         }
     }
-    LEDGER.with(|b| {
-        for r in b.borrow().in_flight().iter() {
-            console_error!(
-                "{}",
-                serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": r.request_id, "error": error})
-            );
-        }
-    });
-    end.0 = true;
 }
 
 async fn deliver_alert(tenant: &str, alert: &switchyard_core::tenancy::Alert) {

@@ -1,12 +1,12 @@
 //! The usage ledger's rows, batched per isolate.
 //!
-//! Every answered request appends its row to the isolate's [`Buffer`]; the after-response task
-//! that finds no flush under way claims it, and after a short window takes everything pending
-//! and writes it as ONE D1 statement ([`INSERT_SQL`], the rows passed as one JSON parameter, so
-//! D1's 100-parameter limit does not cap the batch). Tasks whose rows are pending or in flight
-//! wait for that flush to end, so every row is written within the wait_until of the request
-//! that produced it; a flush that is cancelled puts its rows back (the insert is idempotent by
-//! request id, so writing a row twice is harmless). The edge (`src/tenants/mod.rs`) does the I/O.
+//! Every answered request appends its row to the isolate's [`Buffer`]; after a short window its
+//! after-response task takes everything pending (its own row and others') and writes it as ONE
+//! D1 statement ([`INSERT_SQL`], the rows passed as one JSON parameter, so D1's 100-parameter
+//! limit does not cap the batch); a task whose row another task's write already took does
+//! nothing. No task waits on another (a task is polled in its own request's context). A write
+//! that is cancelled puts its rows back (the insert is idempotent by request id, so writing a
+//! row twice is harmless). The edge (`src/tenants/mod.rs`) does the I/O.
 
 use crate::usage::Usage;
 
@@ -88,93 +88,37 @@ pub fn encode(rows: &[LedgerRow]) -> String {
     out
 }
 
-/// Where a row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowState {
-    /// Waiting for a flush.
-    Pending,
-    /// In the statement being written.
-    InFlight,
-    /// Written, or given up on (and logged).
-    Done,
-}
-
-/// The isolate's pending rows and its one flush at a time. Rows are numbered in order and
-/// flushed oldest first, so the rows in flight and the pending ones are two runs of numbers.
+/// The isolate's pending rows, numbered in order: the pending ones are one run of numbers.
 #[derive(Debug, Default)]
 pub struct Buffer {
-    /// Rows `first..first + in_flight.len()`, then `pending` follows them.
-    in_flight: Vec<LedgerRow>,
     pending: Vec<LedgerRow>,
+    /// The number of `pending[0]`.
     first: u64,
-    claimed: bool,
 }
 
 impl Buffer {
-    fn pending_from(&self) -> u64 {
-        self.first + self.in_flight.len() as u64
-    }
-
-    /// Append a row; its number is what [`Buffer::state`] is asked about.
+    /// Append a row; its number is what [`Buffer::is_pending`] is asked about.
     pub fn push(&mut self, row: LedgerRow) -> u64 {
         self.pending.push(row);
-        self.pending_from() + self.pending.len() as u64 - 1
+        self.first + self.pending.len() as u64 - 1
     }
 
-    pub fn state(&self, seq: u64) -> RowState {
-        let from = self.pending_from();
-        if seq >= from && seq < from + self.pending.len() as u64 {
-            RowState::Pending
-        } else if seq >= self.first && seq < from {
-            RowState::InFlight
-        } else {
-            RowState::Done
-        }
+    /// Whether the row still waits for a write (else a write took it).
+    pub fn is_pending(&self, seq: u64) -> bool {
+        seq >= self.first && seq < self.first + self.pending.len() as u64
     }
 
-    /// Become the flusher: only when no flush is under way and something is pending.
-    pub fn claim(&mut self) -> bool {
-        if self.claimed || self.pending.is_empty() {
-            return false;
-        }
-        self.claimed = true;
-        true
-    }
-
-    /// The flusher takes up to `max` pending rows, oldest first: the JSON for [`INSERT_SQL`]
-    /// and how many rows it holds (`None` when nothing is pending).
-    pub fn take(&mut self, max: usize) -> Option<(String, usize)> {
-        debug_assert!(self.claimed && self.in_flight.is_empty());
-        if self.pending.is_empty() {
-            return None;
-        }
+    /// Take up to `max` pending rows, oldest first, for one write.
+    pub fn take(&mut self, max: usize) -> Vec<LedgerRow> {
         let n = self.pending.len().min(max.max(1));
         let rest = self.pending.split_off(n);
-        self.in_flight = std::mem::replace(&mut self.pending, rest);
-        Some((encode(&self.in_flight), n))
+        self.first += n as u64;
+        std::mem::replace(&mut self.pending, rest)
     }
 
-    /// The flush ended. `written`: its rows are done (written, or given up on — the caller
-    /// logged them, see [`Buffer::in_flight`]); otherwise (cancelled) they go back in front of
-    /// the pending rows for the next flush. Either way another task may claim now.
-    pub fn end(&mut self, written: bool) {
-        let mut rows = std::mem::take(&mut self.in_flight);
-        if written {
-            self.first += rows.len() as u64;
-        } else {
-            rows.append(&mut self.pending);
-            self.pending = rows;
-        }
-        self.claimed = false;
-    }
-
-    /// The rows of the flush under way (to log them when it fails).
-    pub fn in_flight(&self) -> &[LedgerRow] {
-        &self.in_flight
-    }
-
-    pub fn is_claimed(&self) -> bool {
-        self.claimed
+    /// Rows whose write was cancelled: pending again (under new numbers) for the next write.
+    pub fn put_back(&mut self, rows: Vec<LedgerRow>) {
+        self.pending.extend(rows);
     }
 }
 
@@ -253,69 +197,47 @@ mod tests {
     }
 
     #[test]
-    fn one_flush_at_a_time_takes_everything_pending() {
+    fn a_write_takes_everything_pending_and_cancelled_rows_come_back() {
         let mut b = Buffer::default();
-        assert!(!b.claim(), "nothing pending");
+        assert!(b.take(MAX_BATCH).is_empty());
         let a = b.push(row("a"));
-        assert!(b.claim());
-        assert!(!b.claim(), "one flusher");
         let c = b.push(row("c"));
-        let (json, n) = b.take(MAX_BATCH).expect("rows");
-        assert_eq!(n, 2);
-        assert!(json.starts_with("[[\"a\"") && json.contains("[\"c\""));
-        assert_eq!(b.state(a), RowState::InFlight);
-        let d = b.push(row("d"));
-        assert_eq!(b.state(d), RowState::Pending);
-        assert!(!b.claim(), "still flushing");
-        b.end(true);
-        assert_eq!((b.state(a), b.state(c)), (RowState::Done, RowState::Done));
-        assert!(b.claim(), "the next task flushes what came meanwhile");
-        assert_eq!(b.take(MAX_BATCH).map(|(_, n)| n), Some(1));
-        b.end(true);
-        assert_eq!(b.state(d), RowState::Done);
-        assert!(!b.is_claimed());
-    }
-
-    #[test]
-    fn a_cancelled_flush_puts_its_rows_back_in_order() {
-        let mut b = Buffer::default();
-        let mut ids: Vec<u64> = (0..4).map(|i| b.push(row(&i.to_string()))).collect();
-        assert!(b.claim());
-        assert_eq!(b.take(3).map(|(_, n)| n), Some(3));
-        assert_eq!(b.in_flight().len(), 3);
-        ids.push(b.push(row("4")));
-        assert_eq!(b.state(ids[2]), RowState::InFlight);
+        assert!(b.is_pending(a) && b.is_pending(c));
+        let taken = b.take(MAX_BATCH);
         assert_eq!(
-            (b.state(ids[3]), b.state(ids[4])),
-            (RowState::Pending, RowState::Pending)
+            taken
+                .iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "c"]
         );
-        b.end(false);
-        assert!(ids.iter().all(|s| b.state(*s) == RowState::Pending));
-        assert!(b.claim());
-        let (json, n) = b.take(MAX_BATCH).expect("rows");
-        assert_eq!(n, 5);
-        let v: Value = serde_json::from_str(&json).unwrap();
-        let order: Vec<&str> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r[0].as_str().unwrap())
-            .collect();
-        assert_eq!(order, ["0", "1", "2", "3", "4"]);
-        b.end(true);
-        assert!(ids.iter().all(|s| b.state(*s) == RowState::Done));
+        assert!(!b.is_pending(a) && !b.is_pending(c), "taken by a write");
+        let d = b.push(row("d"));
+        assert!(b.is_pending(d));
+        // The write of a and c is cancelled: they are pending again, after d.
+        b.put_back(taken);
+        assert!(!b.is_pending(a), "its owner does not wait for it again");
+        let again = b.take(MAX_BATCH);
+        assert_eq!(
+            again
+                .iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+            ["d", "a", "c"]
+        );
+        assert!(!b.is_pending(d));
+        assert!(b.take(MAX_BATCH).is_empty());
     }
 
     #[test]
-    fn a_batch_is_capped() {
+    fn a_write_is_capped() {
         let mut b = Buffer::default();
-        for i in 0..(MAX_BATCH + 3) {
-            b.push(row(&i.to_string()));
-        }
-        assert!(b.claim());
-        assert_eq!(b.take(MAX_BATCH).map(|(_, n)| n), Some(MAX_BATCH));
-        b.end(true);
-        assert!(b.claim());
-        assert_eq!(b.take(MAX_BATCH).map(|(_, n)| n), Some(3));
+        let seqs: Vec<u64> = (0..(MAX_BATCH + 3))
+            .map(|i| b.push(row(&i.to_string())))
+            .collect();
+        assert_eq!(b.take(MAX_BATCH).len(), MAX_BATCH);
+        assert!(!b.is_pending(seqs[MAX_BATCH - 1]));
+        assert!(b.is_pending(seqs[MAX_BATCH]));
+        assert_eq!(b.take(MAX_BATCH).len(), 3);
     }
 }
