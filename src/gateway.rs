@@ -19,7 +19,9 @@
 //!     not; `x-switchyard-*` headers say who answered, cost and cache status; a stream is
 //!     accumulated for the cache as it is sent
 //! 11. after the response (`ctx.wait_until`) — cache write (and wake the coalesced followers);
-//!     ledger row, gate settlement, alerts; outcomes to the targets' circuit breakers when due;
+//!     gate settlement, ledger row (batched with the isolate's other answers' rows into one D1
+//!     statement), alerts; outcomes to the targets'
+//!     circuit breakers when due;
 //!     and one JSON log line per request (for streams, when the stream ends)
 
 use std::rc::Rc;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use switchyard_core::error::{ErrorKind, GatewayError};
+use switchyard_core::ledger::{self, LedgerRow};
 use switchyard_core::logline::rfc3339;
 use switchyard_core::tenancy::codec::failure_line;
 use switchyard_core::tenancy::{
@@ -387,44 +388,80 @@ async fn settle_gate(
     }
 }
 
+/// The ledger row of an answered request, batched with the isolate's other pending rows
+/// (`switchyard_core::ledger`). No task waits for another: each writes what is pending after
+/// its window unless another task's write took its row; a failed write is retried once, then
+/// its rows are logged as lost.
 async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
-    let Ok(db) = env.d1("DB") else { return };
-    let cost = match s.cost_nanos {
-        Some(c) => JsValue::from_f64(c as f64),
-        None => JsValue::NULL,
-    };
-    let n = |x: u64| JsValue::from_f64(x as f64);
-    let stmt = db
-        .prepare(
-            "INSERT OR IGNORE INTO usage_ledger (request_id, tenant_id, end_user, route, provider, model, \
-             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_nanos, cache_hit, \
-             latency_ms, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .bind(&[
-            JsValue::from_str(&s.request_id),
-            JsValue::from_str(&caller.tenant.id),
-            JsValue::from_str(caller.user().unwrap_or("")),
-            JsValue::from_str(&s.route),
-            JsValue::from_str(&s.provider),
-            JsValue::from_str(&s.model),
-            n(s.usage.prompt_tokens),
-            n(s.usage.completion_tokens),
-            n(s.usage.cached_tokens),
-            n(s.usage.reasoning_tokens),
-            cost,
-            n(s.cache_hit as u64),
-            n(s.latency_ms),
-            n(now),
-        ]);
-    let result = match stmt {
-        Ok(stmt) => stmt.run().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        console_error!(
-            "{}",
-            serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": s.request_id, "error": e.to_string()})
-        );
+    let seq = LEDGER.with(|b| {
+        b.borrow_mut().push(LedgerRow {
+            request_id: s.request_id.clone(),
+            tenant_id: caller.tenant.id.clone(),
+            end_user: caller.user().unwrap_or("").to_string(),
+            route: s.route.clone(),
+            provider: s.provider.clone(),
+            model: s.model.clone(),
+            usage: s.usage,
+            cost_nanos: s.cost_nanos,
+            cache_hit: s.cache_hit,
+            latency_ms: s.latency_ms,
+            ts_ms: now,
+        })
+    });
+    // Other answers' rows join during the window; then whatever is pending goes in one write,
+    // unless another task's write already took this row.
+    crate::upstream::sleep(LEDGER_WINDOW_MS).await;
+    while LEDGER.with(|b| b.borrow().is_pending(seq)) {
+        let rows = LEDGER.with(|b| b.borrow_mut().take(ledger::MAX_BATCH));
+        let mut held = PutBack(Some(rows));
+        let rows = held.0.as_deref().unwrap_or_default();
+        let json = JsValue::from_str(&ledger::encode(rows));
+        let mut error = String::new();
+        for _ in 0..2 {
+            let result = match env.d1("DB") {
+                Ok(db) => match db
+                    .prepare(ledger::INSERT_SQL)
+                    .bind(std::slice::from_ref(&json))
+                {
+                    Ok(stmt) => stmt.run().await.map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) => error = e.to_string(),
+            }
+        }
+        if !error.is_empty() {
+            for r in rows {
+                console_error!(
+                    "{}",
+                    serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": r.request_id, "error": error})
+                );
+            }
+        }
+        held.0 = None;
+    }
+}
+
+thread_local! {
+    static LEDGER: RefCell<ledger::Buffer> = RefCell::new(ledger::Buffer::default());
+}
+
+/// How long an answer's task waits for other answers' rows before it writes (the
+/// after-response task's time, not the caller's).
+const LEDGER_WINDOW_MS: u64 = 50;
+
+/// The rows of a write under way: if the task is cancelled (dropped) before the write ended,
+/// they are pending again for the next write (a row written twice is ignored by request id).
+struct PutBack(Option<Vec<LedgerRow>>);
+
+impl Drop for PutBack {
+    fn drop(&mut self) {
+        if let Some(rows) = self.0.take() {
+            LEDGER.with(|b| b.borrow_mut().put_back(rows));
+        }
     }
 }
 

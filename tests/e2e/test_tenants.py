@@ -374,6 +374,47 @@ def test_ledger_equals_the_usage_reported_to_callers(gateway):
     assert daily == [{"requests": 5, "prompt_tokens": prompt, "cost_nanos": costs}]
 
 
+def test_concurrent_answers_are_batched_into_exactly_one_ledger_row_each(gateway):
+    # Rows are batched per isolate (one D1 statement for many answers): N concurrent answers,
+    # plain and streamed, with an end user, give exactly N rows, each with its own usage and
+    # cost, and the daily aggregate equals their sum.
+    tid, token = new_tenant(gateway)
+    n = 16
+
+    def one(i: int) -> tuple[str, dict]:
+        rid = f"batch-{tid}-{i}"
+        headers = {"x-request-id": rid}
+        body = {"model": "plain", "messages": msg(f"batch {i} " + "word " * i)}
+        if i % 4 == 3:
+            body.update(stream=True, stream_options={"include_usage": True})
+            r = gateway.client(token).post("/v1/chat/completions", json=body, headers=headers)
+            assert r.status_code == 200
+            u = [json.loads(l[6:])["usage"] for l in r.text.splitlines() if l.startswith("data: {") and '"usage":{' in l][-1]
+            cost = u["prompt_tokens"] * IN_NANOS + u["completion_tokens"] * OUT_NANOS
+        else:
+            r = gateway.client(token).post("/v1/chat/completions", json=body, headers=headers)
+            assert r.status_code == 200
+            u = r.json()["usage"]
+            cost = int(round(float(r.headers["x-switchyard-cost-usd"]) * 1e9))
+        return rid, {"p": u["prompt_tokens"], "c": u["completion_tokens"], "cost": cost}
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        want = dict(pool.map(one, range(n)))
+    assert len({w["p"] for w in want.values()}) > 1, "the answers differ, so a mixed-up row would show"
+    rows = poll(
+        lambda: (lambda got: got if len(got) >= n else None)(
+            gateway.sql(
+                "SELECT request_id, prompt_tokens AS p, completion_tokens AS c, cost_nanos AS cost "
+                f"FROM usage_ledger WHERE tenant_id = {q(tid)}"
+            )
+        )
+    )
+    assert {r.pop("request_id"): r for r in rows} == want
+    total = sum(w["cost"] for w in want.values())
+    daily = gateway.sql(f"SELECT requests, cost_nanos FROM usage_daily WHERE tenant_id = {q(tid)}")
+    assert daily == [{"requests": n, "cost_nanos": total}]
+
+
 def test_failed_requests_are_not_charged(gateway, fake):
     tid, token = new_tenant(gateway, budgets=[("day", 10_000_000, 0.8, None)])
     r = ask(gateway, token, text="[[fake:status=500]] fail")

@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod ingress;
 pub mod json;
+pub mod ledger;
 pub mod logline;
 pub mod policy;
 pub mod providers;

@@ -11,7 +11,8 @@ use crate::config::ProviderConfig;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
 use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
-use serde_json::{json, Value};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 pub fn build_chat(
     provider: &ProviderConfig,
@@ -19,16 +20,21 @@ pub fn build_chat(
     req: &ChatRequest,
     api_key: Option<&str>,
 ) -> UpstreamRequest {
-    let mut body = req.body.clone();
-    body.insert("model".into(), Value::String(target_model.to_string()));
+    // The caller's body with `model` (and, for streams, `stream_options`) replaced, written
+    // straight from the caller's object: no copy of it per attempt.
+    let mut opts = None;
     if req.stream {
-        let opts = body.entry("stream_options").or_insert_with(|| json!({}));
-        if !opts.is_object() {
-            *opts = json!({});
-        }
-        if let Some(o) = opts.as_object_mut() {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
+        let mut o = match req.body.get("stream_options") {
+            Some(Value::Object(o)) => o.clone(),
+            _ => Map::new(),
+        };
+        o.insert("include_usage".into(), Value::Bool(true));
+        opts = Some(Value::Object(o));
+    }
+    let model = Value::String(target_model.to_string());
+    let mut overrides = vec![("model", &model)];
+    if let Some(o) = &opts {
+        overrides.push(("stream_options", o));
     }
     let mut headers = vec![("content-type", "application/json".to_string())];
     if req.stream {
@@ -40,12 +46,57 @@ pub fn build_chat(
     UpstreamRequest {
         url: format!("{}/chat/completions", provider.base_url()),
         headers,
-        body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
+        body: write_object(&req.body, &overrides),
         warnings: Vec::new(),
     }
 }
 
+/// `body` as compact JSON with the `overrides` (sorted by key) set: the bytes
+/// `serde_json::to_vec` gives for a copy of `body` with them inserted (its keys are in order).
+fn write_object(body: &Map<String, Value>, overrides: &[(&str, &Value)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    let mut first = true;
+    let mut put = |out: &mut Vec<u8>, k: &str, v: &Value| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut *out, v);
+    };
+    let mut extra = overrides.iter().peekable();
+    for (k, v) in body {
+        while let Some((ek, ev)) = extra.next_if(|(ek, _)| *ek < k.as_str()) {
+            put(&mut out, ek, ev);
+        }
+        match extra.next_if(|(ek, _)| *ek == k.as_str()) {
+            Some((ek, ev)) => put(&mut out, ek, ev),
+            None => put(&mut out, k, v),
+        }
+    }
+    for (ek, ev) in extra {
+        put(&mut out, ek, ev);
+    }
+    out.push(b'}');
+    out
+}
+
 pub fn parse_chat_answer(body: Vec<u8>) -> Result<UpstreamAnswer, AttemptFailure> {
+    // The common case in one pass that builds no tree of the answer; anything it does not
+    // accept (not JSON, no `choices` array, …) is judged by the full reader below.
+    if let Some(head) = (!too_deep(&body))
+        .then(|| serde_json::from_slice::<AnswerHead>(&body).ok())
+        .flatten()
+    {
+        if head.choices {
+            return Ok(UpstreamAnswer {
+                body,
+                usage: head.usage,
+                model: head.model,
+            });
+        }
+    }
     let v: Value = serde_json::from_slice(&body)
         .map_err(|_| AttemptFailure::malformed("the answer is not JSON"))?;
     if v.get("choices").and_then(Value::as_array).is_none() {
@@ -57,6 +108,131 @@ pub fn parse_chat_answer(body: Vec<u8>) -> Result<UpstreamAnswer, AttemptFailure
         .map(Usage::from_openai);
     let model = v.get("model").and_then(Value::as_str).map(str::to_string);
     Ok(UpstreamAnswer { body, usage, model })
+}
+
+/// What a plain answer says about itself — whether `choices` is an array, `usage`, `model` —
+/// read without building a tree of the answer (its choices are skipped, not kept). Duplicate
+/// keys: the last one counts, as in a `Value`. Fails (and the full reader decides) when the
+/// answer is not an object or its last `choices` is not an array.
+#[derive(Default)]
+struct AnswerHead {
+    choices: bool,
+    usage: Option<Usage>,
+    model: Option<String>,
+}
+
+enum Key {
+    Choices,
+    Usage,
+    Model,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, k: &str) -> Result<Key, E> {
+                Ok(match k {
+                    "choices" => Key::Choices,
+                    "usage" => Key::Usage,
+                    "model" => Key::Model,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// An array, skipped element by element (anything else fails).
+struct SkippedArray;
+
+impl<'de> Deserialize<'de> for SkippedArray {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SkippedArray;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SkippedArray, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(SkippedArray)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Whether arrays and objects nest deeper than serde_json reads into a `Value` (it refuses
+/// the 128th level; skipping values does not count levels, so the reader checks first).
+fn too_deep(body: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth >= 128 {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+impl<'de> Deserialize<'de> for AnswerHead {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnswerHead;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an answer")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnswerHead, A::Error> {
+                let mut head = AnswerHead::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Choices => {
+                            map.next_value::<SkippedArray>()?;
+                            head.choices = true;
+                        }
+                        Key::Usage => {
+                            let v: Value = map.next_value()?;
+                            head.usage = v.is_object().then(|| Usage::from_openai(&v));
+                        }
+                        Key::Model => {
+                            let v: Value = map.next_value()?;
+                            head.model = v.as_str().map(str::to_string);
+                        }
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(head)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Classify a non-2xx answer from an OpenAI-compatible upstream.
@@ -241,6 +417,7 @@ pub fn stream_error_event(err: &crate::error::GatewayError) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use serde_json::json;
 
     fn provider() -> ProviderConfig {
         let c = Config::parse(
@@ -280,6 +457,179 @@ mod tests {
         assert_eq!(a.usage.map(|u| u.total_tokens()), Some(4));
         assert!(parse_chat_answer(b"<html>".to_vec()).is_err());
         assert!(parse_chat_answer(b"{}".to_vec()).is_err());
+    }
+
+    /// What the answer reader did before it had a fast path: the whole answer as a `Value`.
+    fn reference(body: &[u8]) -> Result<(Option<Usage>, Option<String>), String> {
+        let v: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_string())?;
+        if v.get("choices").and_then(Value::as_array).is_none() {
+            return Err("no choices".into());
+        }
+        let usage = v
+            .get("usage")
+            .filter(|u| u.is_object())
+            .map(Usage::from_openai);
+        let model = v.get("model").and_then(Value::as_str).map(str::to_string);
+        Ok((usage, model))
+    }
+
+    #[test]
+    fn the_answer_reader_agrees_with_a_full_parse() {
+        let answers: &[&str] = &[
+            // OpenAI, with every usage detail.
+            r#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4.1-2025-04-14","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":4,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_50cad350e4"}"#,
+            // Tool calls, pretty-printed, usage before choices.
+            "{\n  \"usage\": {\"prompt_tokens\": 82, \"completion_tokens\": 17, \"total_tokens\": 99},\n  \"choices\": [ {\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"call_1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\":\\\"Paris\\\"}\"}}]}, \"finish_reason\": \"tool_calls\"} ],\n  \"model\": \"gpt-4o-mini\"\n}",
+            // DeepSeek and Groq extras.
+            r#"{"id":"x","object":"chat.completion","model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"hi","reasoning_content":"…"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_cache_hit_tokens":8,"prompt_cache_miss_tokens":2,"prompt_tokens_details":{"cached_tokens":8}}}"#,
+            r#"{"id":"x","model":"llama-3.3-70b-versatile","choices":[],"usage":{"queue_time":0.02,"prompt_tokens":5,"prompt_time":0.001,"completion_tokens":0,"total_tokens":5},"x_groq":{"id":"req_1"}}"#,
+            // No usage, null usage, odd usage and model values.
+            r#"{"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"choices":[],"usage":null,"model":null}"#,
+            r#"{"choices":[],"usage":[1,2],"model":42}"#,
+            r#"{"choices":[],"usage":"lots","model":{"name":"m"}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":-1,"completion_tokens":2.5,"prompt_tokens_details":null}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551616}}"#,
+            // Duplicate keys: the last one counts.
+            r#"{"model":"a","choices":[],"model":"b","usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1},"usage":null}"#,
+            r#"{"choices":[],"choices":{"not":"an array"}}"#,
+            r#"{"choices":"none","choices":[{"index":0}]}"#,
+            // Escaped keys and strings.
+            r#"{"cho\u0069ces":[],"mod\u0065l":"\u00e9\ud83d\ude00","us\u0061ge":{"prompt_tokens":7}}"#,
+            r#"{"choices":[{"message":{"content":"\"quoted\" \\ \n [not] {an} array"}}],"model":"m\"x"}"#,
+            // Not answers.
+            r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":3,"output_tokens":1}}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"usageMetadata":{"promptTokenCount":3}}"#,
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"[{"choices":[]}]"#,
+            r#""choices""#,
+            "null",
+            "",
+            " ",
+            "<html>502 Bad Gateway</html>",
+            r#"{"choices":[]"#,
+            r#"{"choices":[],}"#,
+            r#"{"choices":[1,]}"#,
+            r#"{"choices":[]} trailing"#,
+            r#"{"choices":[]}{"choices":[]}"#,
+            "{\"choices\":[\"\u{0}\"]}",
+            "{\"choices\":[],\"model\":\"\\ud800\"}",
+            "\u{feff}{\"choices\":[]}",
+            r#"{"choices":[],"model":"ok"}   "#,
+        ];
+        // serde_json reads 127 levels into a `Value` and refuses the 128th.
+        let nested = |n: usize, open: &str, close: &str| {
+            format!(
+                "{{\"choices\":[{}{}],\"model\":\"m\"}}",
+                open.repeat(n),
+                close.repeat(n)
+            )
+        };
+        let deep = nested(200, "[", "]");
+        let deep_ok = nested(125, "[", "]");
+        let deep_edge = nested(126, "[", "]");
+        let deep_objects = nested(126, "{\"a\":", "}").replace("{\"a\":}", "0");
+        let deep_in_string = format!(
+            "{{\"choices\":[\"{}\\\"{}\"],\"model\":\"m\"}}",
+            "[".repeat(300),
+            "{".repeat(300)
+        );
+        let mut bodies: Vec<Vec<u8>> = answers.iter().map(|a| a.as_bytes().to_vec()).collect();
+        bodies.push(deep.into_bytes());
+        bodies.push(deep_ok.into_bytes());
+        bodies.push(deep_edge.into_bytes());
+        bodies.push(deep_objects.into_bytes());
+        bodies.push(deep_in_string.into_bytes());
+        bodies.push(vec![b'{', 0xff, 0xfe, b'}']);
+        for body in bodies {
+            let want = reference(&body);
+            let got = parse_chat_answer(body.clone());
+            let shown = String::from_utf8_lossy(&body)
+                .chars()
+                .take(80)
+                .collect::<String>();
+            match (&want, &got) {
+                (Ok((usage, model)), Ok(a)) => {
+                    assert_eq!((&a.usage, &a.model), (usage, model), "{shown}");
+                    assert_eq!(a.body, body, "{shown}: the body is passed through");
+                }
+                (Err(w), Err(g)) => {
+                    let m = if w == "not JSON" {
+                        "the answer is not JSON"
+                    } else {
+                        "the answer has no `choices`"
+                    };
+                    assert!(g.message.contains(m), "{shown}: {} vs {w}", g.message);
+                }
+                _ => panic!("{shown}: {want:?} vs {:?}", got.map(|a| (a.usage, a.model))),
+            }
+        }
+        let a = parse_chat_answer(answers[0].as_bytes().to_vec()).unwrap();
+        assert_eq!(
+            a.usage,
+            Some(Usage {
+                prompt_tokens: 19,
+                completion_tokens: 10,
+                cached_tokens: 3,
+                cache_write_tokens: 0,
+                reasoning_tokens: 4
+            })
+        );
+        let dup = parse_chat_answer(answers[10].as_bytes().to_vec()).unwrap();
+        assert_eq!(
+            (dup.model.as_deref(), dup.usage.map(|u| u.prompt_tokens)),
+            (Some("b"), Some(2))
+        );
+    }
+
+    /// What `build_chat` wrote before it stopped copying the caller's body.
+    fn reference_body(req: &ChatRequest, target_model: &str) -> Vec<u8> {
+        let mut body = req.body.clone();
+        body.insert("model".into(), Value::String(target_model.to_string()));
+        if req.stream {
+            let opts = body.entry("stream_options").or_insert_with(|| json!({}));
+            if !opts.is_object() {
+                *opts = json!({});
+            }
+            if let Some(o) = opts.as_object_mut() {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        serde_json::to_vec(&Value::Object(body)).unwrap()
+    }
+
+    #[test]
+    fn the_upstream_body_is_the_callers_with_model_and_stream_options_set() {
+        let bodies = [
+            r#"{"model":"public","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"public","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+            r#"{"model":"public","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+            r#"{"model":"public","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":null,"temperature":0.5,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#,
+            r#"{"model":"public","messages":[{"role":"user","content":"hi"}],"stream":false,"stream_options":{"include_usage":true},"zeta":[1,2.5,-3e-7,"\u2028"],"Ärger":"ü","":0,"a\"b":{"c\\d":null}}"#,
+            r#"{"messages":[{"role":"user","content":"first"}],"model":"z-last","metadata":{"k":"v"},"n":1,"seed":18446744073709551615,"stream":true,"user":"u"}"#,
+        ];
+        for text in bodies {
+            let req = ChatRequest::parse(text.as_bytes()).unwrap();
+            for model in ["llama", "", "a\"b\\c\u{1}é"] {
+                let up = build_chat(&provider(), model, &req, None);
+                assert_eq!(
+                    String::from_utf8(up.body).unwrap(),
+                    String::from_utf8(reference_body(&req, model)).unwrap(),
+                    "{text}"
+                );
+            }
+        }
+        let mut empty = ChatRequest::parse(bodies[1].as_bytes()).unwrap();
+        empty.body.clear();
+        let up = build_chat(&provider(), "m", &empty, None);
+        assert_eq!(up.body, reference_body(&empty, "m"));
+        assert_eq!(
+            String::from_utf8(up.body).unwrap(),
+            r#"{"model":"m","stream_options":{"include_usage":true}}"#
+        );
     }
 
     #[test]
