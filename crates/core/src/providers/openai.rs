@@ -11,7 +11,7 @@ use crate::config::ProviderConfig;
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
 use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 pub fn build_chat(
@@ -110,6 +110,32 @@ pub fn parse_chat_answer(body: Vec<u8>) -> Result<UpstreamAnswer, AttemptFailure
     Ok(UpstreamAnswer { body, usage, model })
 }
 
+/// The visitors below are driven by `deserialize_any` and refuse every scalar with a plain
+/// error of their own: serde's typed entry points and default `visit_*` methods build
+/// "invalid type" messages that format floats, which alone costs the worker ~14 KB.
+macro_rules! refuse_scalars {
+    ($t:ty) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$t, E> {
+            Err(E::custom("unexpected value"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$t, E> {
+            Err(E::custom("unexpected value"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$t, E> {
+            Err(E::custom("unexpected value"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$t, E> {
+            Err(E::custom("unexpected value"))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<$t, E> {
+            Err(E::custom("unexpected value"))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$t, E> {
+            Err(E::custom("unexpected value"))
+        }
+    };
+}
+
 /// What a plain answer says about itself — whether `choices` is an array, `usage`, `model` —
 /// read without building a tree of the answer (its choices are skipped, not kept). Duplicate
 /// keys: the last one counts, as in a `Value`. Fails (and the full reader decides) when the
@@ -164,8 +190,12 @@ impl<'de> Deserialize<'de> for SkippedArray {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(SkippedArray)
             }
+            refuse_scalars!(SkippedArray);
+            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<SkippedArray, A::Error> {
+                Err(de::Error::custom("not an array"))
+            }
         }
-        d.deserialize_seq(V)
+        d.deserialize_any(V)
     }
 }
 
@@ -230,8 +260,12 @@ impl<'de> Deserialize<'de> for AnswerHead {
                 }
                 Ok(head)
             }
+            refuse_scalars!(AnswerHead);
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<AnswerHead, A::Error> {
+                Err(de::Error::custom("not an object"))
+            }
         }
-        d.deserialize_map(V)
+        d.deserialize_any(V)
     }
 }
 
