@@ -94,6 +94,7 @@ fn egress_table() -> String {
     let config = Config::parse(
         r#"{"providers":[
               {"id":"oa","kind":"openai","api_key_secrets":["K"]},
+              {"id":"compat","kind":"together","api_key_secrets":["K"]},
               {"id":"claude","kind":"anthropic","api_key_secrets":["K"]},
               {"id":"gem","kind":"gemini","api_key_secrets":["K"]}],
             "routes":[{"model":"m","targets":[{"provider":"oa","model":"x"}]}]}"#,
@@ -115,7 +116,7 @@ fn egress_table() -> String {
             Ok((sent, up.warnings))
         };
     let mut out = String::from(
-        "| parameter | OpenAI-compatible | Anthropic | Gemini |\n| --- | --- | --- | --- |\n",
+        "| parameter | OpenAI | OpenAI-compatible | Anthropic | Gemini |\n| --- | --- | --- | --- | --- |\n",
     );
     for (param, value, companions) in chat_parameters() {
         let mut base = Map::new();
@@ -127,7 +128,7 @@ fn egress_table() -> String {
         merge(&mut base, &companions);
         let mut with = base.clone();
         with.insert(param.into(), value.clone());
-        let cells: Vec<String> = ["oa", "claude", "gem"]
+        let cells: Vec<String> = ["oa", "compat", "claude", "gem"]
             .iter()
             .map(|p| {
                 outcome(param, &value, build(p, &base), build(p, &with), |b| {

@@ -7,7 +7,7 @@
 use super::{sanitize_message, UpstreamAnswer, UpstreamRequest};
 use super::{EventDecoder, SseInput};
 use crate::chat::ChatRequest;
-use crate::config::ProviderConfig;
+use crate::config::{ProviderConfig, ProviderKind};
 use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
 use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
@@ -32,9 +32,17 @@ pub fn build_chat(
         opts = Some(Value::Object(o));
     }
     let model = Value::String(target_model.to_string());
-    let mut overrides = vec![("model", &model)];
+    // Sorted by key; `None` leaves the key out.
+    let mut overrides = vec![("model", Some(&model))];
     if let Some(o) = &opts {
-        overrides.push(("stream_options", o));
+        overrides.push(("stream_options", Some(o)));
+    }
+    let mut warnings = Vec::new();
+    // `top_k` (from Anthropic or Gemini callers) is accepted by most OpenAI-compatible services
+    // but refused by OpenAI's own API.
+    if provider.kind == ProviderKind::Openai && req.body.contains_key("top_k") {
+        overrides.push(("top_k", None));
+        warnings.push("top_k ignored: not supported by OpenAI".to_string());
     }
     let mut headers = vec![("content-type", "application/json".to_string())];
     if req.stream {
@@ -47,17 +55,19 @@ pub fn build_chat(
         url: format!("{}/chat/completions", provider.base_url()),
         headers,
         body: write_object(&req.body, &overrides),
-        warnings: Vec::new(),
+        warnings,
     }
 }
 
-/// `body` as compact JSON with the `overrides` (sorted by key) set: the bytes
-/// `serde_json::to_vec` gives for a copy of `body` with them inserted (its keys are in order).
-fn write_object(body: &Map<String, Value>, overrides: &[(&str, &Value)]) -> Vec<u8> {
+/// `body` as compact JSON with the `overrides` (sorted by key) set, or left out where `None`:
+/// the bytes `serde_json::to_vec` gives for a copy of `body` with them inserted or removed (its
+/// keys are in order).
+fn write_object(body: &Map<String, Value>, overrides: &[(&str, Option<&Value>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.push(b'{');
     let mut first = true;
-    let mut put = |out: &mut Vec<u8>, k: &str, v: &Value| {
+    let mut put = |out: &mut Vec<u8>, k: &str, v: Option<&Value>| {
+        let Some(v) = v else { return };
         if !std::mem::take(&mut first) {
             out.push(b',');
         }
@@ -68,15 +78,15 @@ fn write_object(body: &Map<String, Value>, overrides: &[(&str, &Value)]) -> Vec<
     let mut extra = overrides.iter().peekable();
     for (k, v) in body {
         while let Some((ek, ev)) = extra.next_if(|(ek, _)| *ek < k.as_str()) {
-            put(&mut out, ek, ev);
+            put(&mut out, ek, *ev);
         }
         match extra.next_if(|(ek, _)| *ek == k.as_str()) {
-            Some((ek, ev)) => put(&mut out, ek, ev),
-            None => put(&mut out, k, v),
+            Some((ek, ev)) => put(&mut out, ek, *ev),
+            None => put(&mut out, k, Some(v)),
         }
     }
     for (ek, ev) in extra {
-        put(&mut out, ek, ev);
+        put(&mut out, ek, *ev);
     }
     out.push(b'}');
     out
