@@ -66,16 +66,24 @@ fn field(v: &JsValue, k: &str) -> JsValue {
     Reflect::get(v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// The stored value, or `None` (absent, or KV failed: a failed read is a miss, and logged).
+/// How long a request waits for a cache read; a slower read is a miss (and logged).
+const READ_MS: u64 = 1_000;
+
+/// The stored value, or `None` (absent, or KV failed or was slower than [`READ_MS`]: a failed
+/// read is a miss, and logged).
 pub async fn get(env: &Env, key: &str) -> Option<Vec<u8>> {
     let kv = kv(env)?;
     let opts = options(&[("type", JsValue::from_str("arrayBuffer"))]);
-    match call(kv.get(key, &opts)).await {
-        Ok(v) => v
+    match crate::upstream::within(READ_MS, call(kv.get(key, &opts))).await {
+        Some(Ok(v)) => v
             .dyn_ref::<ArrayBuffer>()
             .map(|b| Uint8Array::new(b).to_vec()),
-        Err(_) => {
+        Some(Err(_)) => {
             console_error!(r#"{{"msg":"switchyard.cache_read_failed"}}"#);
+            None
+        }
+        None => {
+            console_error!(r#"{{"msg":"switchyard.cache_read_timeout","after_ms":1000}}"#);
             None
         }
     }

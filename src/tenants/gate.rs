@@ -231,10 +231,22 @@ pub async fn view(env: &Env, tenant: &str, limits: &Limits) -> Result<Vec<SpendV
     SpendView::list_from_json(text.as_bytes()).map_err(|e| unreadable("the gate's answer", e))
 }
 
+/// How long a request waits for its tenant's gate object. Past it the call fails like an
+/// unreachable object (admission then proceeds, logged: `docs/TENANTS.md`); a reservation the
+/// object made anyway expires with its hold.
+const GATE_CALL_MS: u64 = 3_000;
+
 /// Call the tenant's gate object with a body already encoded; its answer's text.
 async fn call(env: &Env, tenant: &str, user: Option<&str>, op: &str, body: &str) -> Result<String> {
     let payload = GateCall::encode(tenant, user, body);
-    Box::pin(call_text(env, tenant, op, payload)).await
+    let call = Box::pin(call_text(env, tenant, op, payload));
+    crate::upstream::within(GATE_CALL_MS, call)
+        .await
+        .unwrap_or_else(|| {
+            Err(worker::Error::RustError(
+                "the gate did not answer in time".into(),
+            ))
+        })
 }
 
 /// The I/O of [`call`].
