@@ -22,6 +22,6 @@ for f in mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalu
   reference-types exception-handling; do
   features+=("--enable-$f")
 done
-"$WASM_OPT_BIN" -Oz --converge --strip-debug --strip-producers "${features[@]}" \
+"$WASM_OPT_BIN" -Oz --strip-debug --strip-producers "${features[@]}" \
   build/index_bg.wasm -o build/index_bg.opt.wasm
 mv build/index_bg.opt.wasm build/index_bg.wasm
