@@ -589,10 +589,12 @@ fn convert_schema(
             },
             "properties" => {
                 if let Some(props) = v.as_object() {
-                    let converted: Map<String, Value> = props
-                        .iter()
-                        .map(|(name, s)| (name.clone(), convert_schema(s, defs, depth, removed)))
-                        .collect();
+                    // Inserted one by one: collecting into a map sorts the pairs first (a
+                    // stable sort and a bulk build the worker has no other use for).
+                    let mut converted = Map::new();
+                    for (name, s) in props {
+                        converted.insert(name.clone(), convert_schema(s, defs, depth, removed));
+                    }
                     out.insert("properties".into(), Value::Object(converted));
                 }
             }
