@@ -348,7 +348,11 @@ async fn serve(
     let mut tried: Vec<AttemptRecord> = Vec::new();
     let residency = caller.tenant.residency.as_deref();
     let hints = attempts::Hints::new(req, request_id, body_len, residency);
-    let outcome = attempts::run(env, &config, route, &work, &hints, started, &mut tried).await;
+    // Boxed: its state machine stays out of `serve`'s (a little less wasm).
+    let outcome = Box::pin(attempts::run(
+        env, &config, route, &work, &hints, started, &mut tried,
+    ))
+    .await;
     // The attempts' outcomes reach the targets' circuit breakers after the response.
     crate::health::flush_after(ctx, env);
     log.attempts = tried.len();
