@@ -639,9 +639,7 @@ pub fn finish_reason(reason: &str, has_tool_calls: bool) -> &'static str {
 
 /// A prompt Gemini refused outright: `promptFeedback.blockReason` and no candidates.
 fn prompt_blocked(v: &Value) -> Option<AttemptFailure> {
-    let reason = v
-        .pointer("/promptFeedback/blockReason")
-        .and_then(Value::as_str)?;
+    let reason = crate::json::at(v, "/promptFeedback/blockReason").and_then(Value::as_str)?;
     let has_candidates = v
         .get("candidates")
         .and_then(Value::as_array)
@@ -690,8 +688,7 @@ struct Pieces {
 /// Read a candidate's parts; tool calls are numbered from `*calls`.
 fn read_parts(candidate: &Value, response_id: &str, calls: &mut u64) -> Pieces {
     let mut p = Pieces::default();
-    let parts = candidate
-        .pointer("/content/parts")
+    let parts = crate::json::at(candidate, "/content/parts")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
