@@ -8,7 +8,7 @@
 //! D1 ledger (the ledger of record), under `block_concurrency_while`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use switchyard_core::vecmap::VecMap;
 
 use switchyard_core::json::DecodeError;
 use switchyard_core::tenancy::codec::GateCall;
@@ -36,7 +36,7 @@ pub struct TenantGateObject {
     state: State,
     env: Env,
     gate: RefCell<Option<TenantGate>>,
-    users: RefCell<HashMap<String, UserGate>>,
+    users: RefCell<VecMap<String, UserGate>>,
 }
 
 impl DurableObject for TenantGateObject {
@@ -45,7 +45,7 @@ impl DurableObject for TenantGateObject {
             state,
             env,
             gate: RefCell::new(None),
-            users: RefCell::new(HashMap::new()),
+            users: RefCell::new(VecMap::new()),
         }
     }
 
@@ -135,7 +135,10 @@ impl TenantGateObject {
                 }
                 None => UserGate::default(),
             };
-            self.users.borrow_mut().entry(key.clone()).or_insert(u);
+            let mut users = self.users.borrow_mut();
+            if !users.contains_key(&key) {
+                users.insert(key.clone(), u);
+            }
         }
         Ok(Some(key))
     }

@@ -5,8 +5,8 @@ pub mod gate;
 pub mod records;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
+use switchyard_core::vecmap::VecMap;
 
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::ledger::{self, LedgerRow};
@@ -159,7 +159,7 @@ struct View {
 }
 
 thread_local! {
-    static VIEWS: RefCell<HashMap<String, View>> = RefCell::new(HashMap::new());
+    static VIEWS: RefCell<VecMap<String, View>> = RefCell::new(VecMap::new());
 }
 
 fn remember_view(tenant: &str, spend: Vec<SpendView>) {

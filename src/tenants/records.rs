@@ -6,8 +6,8 @@
 //! cannot turn into a flood of D1 queries.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
+use switchyard_core::vecmap::VecMap;
 
 use switchyard_core::error::GatewayError;
 use switchyard_core::tenancy::codec::TenantRow;
@@ -70,7 +70,7 @@ const SELECT: &str = "SELECT json_object('id', t.id, 'status', t.status, \
 type Slot = (Option<Rc<TenantRecord>>, u64);
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, Slot>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<VecMap<String, Slot>> = RefCell::new(VecMap::new());
 }
 
 fn cached(key: &str, now: u64) -> Option<Option<Rc<TenantRecord>>> {

@@ -437,7 +437,7 @@ impl ChatRequest {
                 "required" => Ok(Some(ToolChoice::Required)),
                 _ => Err(bad()),
             },
-            Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(v) => match crate::json::at(v, "/function/name").and_then(Value::as_str) {
                 Some(name) if !name.is_empty() => Ok(Some(ToolChoice::Function(name))),
                 _ => Err(bad()),
             },
@@ -517,14 +517,14 @@ impl<'a> MessageView<'a> {
         };
         let mut out = Vec::with_capacity(list.len());
         for (k, c) in list.iter().enumerate() {
-            let field = |path: &str| c.pointer(path).and_then(Value::as_str);
+            let field = |path: &str| crate::json::at(c, path).and_then(Value::as_str);
             let (Some(id), Some(name)) = (field("/id"), field("/function/name")) else {
                 return Err(GatewayError::invalid(
                     format!("`{at}.tool_calls[{k}]` needs a string `id` and `function.name`"),
                     &format!("{at}.tool_calls[{k}]"),
                 ));
             };
-            let arguments = match c.pointer("/function/arguments") {
+            let arguments = match crate::json::at(c, "/function/arguments") {
                 None | Some(Value::Null) => "",
                 Some(Value::String(s)) => s.as_str(),
                 Some(other) => {
@@ -553,7 +553,7 @@ pub fn content_parts(content: &Value) -> Vec<ContentPart<'_>> {
             .iter()
             .map(|p| {
                 let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
-                let text = |path: &str| p.pointer(path).and_then(Value::as_str);
+                let text = |path: &str| crate::json::at(p, path).and_then(Value::as_str);
                 match kind {
                     "text" => ContentPart::Text(text("/text").unwrap_or("")),
                     "refusal" => ContentPart::Text(text("/refusal").unwrap_or("")),

@@ -6,8 +6,8 @@
 //! references between providers and routes, URLs, non-empty lists, sane numbers. A bad config is
 //! a [`ConfigError`] naming the field, never a panic.
 
+use crate::vecmap::VecMap;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 /// Default cap on a request body: 4 MiB.
@@ -111,7 +111,7 @@ pub struct ProviderConfig {
     /// How a provider with several keys picks one: `first` (default) or `spread`.
     pub key_selection: KeySelection,
     /// Upstream models this provider serves, with their prices.
-    pub models: BTreeMap<String, ModelConfig>,
+    pub models: VecMap<String, ModelConfig>,
 }
 
 impl ProviderConfig {
@@ -308,7 +308,6 @@ impl Config {
         if self.providers.is_empty() {
             return Err(err("providers", "at least one provider is required"));
         }
-        let mut ids = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = |f: &str| format!("providers[{i}].{f}");
             if !is_identifier(&p.id) {
@@ -317,7 +316,7 @@ impl Config {
                     "must be 1-64 characters of letters, digits, '-', '_' or '.'",
                 ));
             }
-            if !ids.insert(p.id.as_str()) {
+            if self.providers[..i].iter().any(|q| q.id == p.id) {
                 return Err(err(at("id"), format!("duplicate provider id {:?}", p.id)));
             }
             let url = p.base_url();
@@ -361,13 +360,12 @@ impl Config {
         if self.routes.is_empty() {
             return Err(err("routes", "at least one route is required"));
         }
-        let mut names = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             let at = |f: &str| format!("routes[{i}].{f}");
             if r.model.is_empty() || r.model.len() > 256 {
                 return Err(err(at("model"), "must be 1-256 characters"));
             }
-            if !names.insert(r.model.as_str()) {
+            if self.routes[..i].iter().any(|q| q.model == r.model) {
                 return Err(err(at("model"), format!("duplicate route {:?}", r.model)));
             }
             if r.targets.is_empty() {
@@ -401,7 +399,7 @@ impl Config {
         }
         for (i, r) in self.routes.iter().enumerate() {
             if let Some(fb) = &r.context_fallback {
-                if fb == &r.model || !names.contains(fb.as_str()) {
+                if fb == &r.model || !self.routes.iter().any(|q| &q.model == fb) {
                     return Err(err(
                         format!("routes[{i}].context_fallback"),
                         format!("must name another route, not {fb:?}"),
@@ -924,7 +922,7 @@ pub(crate) fn read_provider(v: &Value, at: String) -> Result<ProviderConfig, Con
         Some(1) => KeySelection::Spread,
         _ => KeySelection::First,
     };
-    let mut models = BTreeMap::new();
+    let mut models = VecMap::new();
     if let Some((v, at)) = o.field("models") {
         let Value::Object(map) = v else {
             return Err(invalid_type(at, v, "a map"));

@@ -152,6 +152,21 @@ impl JsonWriter {
     }
 }
 
+/// `v.pointer(path)` for the crate's literal paths (`/choices/0/delta`, no `~` escapes).
+/// serde_json's `pointer` unescapes every token with `str::replace`, which the worker needs
+/// nowhere else.
+pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for token in path.strip_prefix('/')?.split('/') {
+        cur = match cur {
+            Value::Object(m) => m.get(token)?,
+            Value::Array(a) => a.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// Why a JSON document could not be read (the field is the innermost key at fault).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeError {
@@ -289,6 +304,25 @@ impl<'a> Obj<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn at_walks_objects_and_arrays_like_pointer() {
+        let v = serde_json::json!({"a": {"b": [10, {"c": "x"}]}, "": 1});
+        for path in [
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/2",
+            "/a/x",
+            "/a/b/c",
+            "/a/b/1/c/d",
+            "/",
+        ] {
+            assert_eq!(super::at(&v, path), v.pointer(path), "{path}");
+        }
+        assert_eq!(super::at(&v, "a"), None);
+    }
+
     use super::*;
 
     #[test]

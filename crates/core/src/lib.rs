@@ -21,3 +21,4 @@ pub mod sse;
 pub mod tenancy;
 pub mod time;
 pub mod usage;
+pub mod vecmap;

@@ -231,16 +231,31 @@ impl Deadlines {
 /// Returns milliseconds from `now_ms`; a date in the past is 0.
 pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(secs.saturating_mul(1000));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some((secs * 1000.0) as u64);
-        }
+    if let Some(ms) = parse_seconds_ms(v) {
+        return Some(ms);
     }
     let at = parse_http_date(v)?;
     Some(at.saturating_sub(now_ms))
+}
+
+/// `digits[.digits]` seconds (either side may be empty, not both) as milliseconds, truncated
+/// below the millisecond and saturating. Written by hand: `str::parse::<f64>` costs the worker
+/// a float parser and its tables.
+fn parse_seconds_ms(v: &str) -> Option<u64> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let mut secs: u64 = 0;
+    for b in int.bytes() {
+        secs = secs.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+    }
+    let mut ms = secs.saturating_mul(1000);
+    for (b, scale) in frac.bytes().zip([100, 10, 1]) {
+        ms = ms.saturating_add(u64::from(b - b'0') * scale);
+    }
+    Some(ms)
 }
 
 /// IMF-fixdate to unix milliseconds.
@@ -524,6 +539,30 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", 0), None);
         assert_eq!(parse_retry_after("-3", 0), None);
+        assert_eq!(parse_retry_after("1.5", 0), Some(1_500));
+        assert_eq!(parse_retry_after("0.001", 0), Some(1));
+        assert_eq!(
+            parse_retry_after("0.0019", 0),
+            Some(1),
+            "truncated below 1 ms"
+        );
+        assert_eq!(parse_retry_after(".5", 0), Some(500));
+        assert_eq!(parse_retry_after("1.", 0), Some(1_000));
+        assert_eq!(parse_retry_after("0.29", 0), Some(290));
+        for bad in [
+            "1e3", "+1", ".", "", "1.2.3", "1,5", "inf", "NaN", "0x10", "1 2",
+        ] {
+            assert_eq!(parse_retry_after(bad, 0), None, "{bad}");
+        }
+        let huge = "9".repeat(40);
+        assert_eq!(parse_retry_after(&huge, 0), Some(u64::MAX));
+        assert_eq!(parse_retry_after(&format!("{huge}.5"), 0), Some(u64::MAX));
+        assert_eq!(
+            parse_retry_after("18446744073709551.615", 0),
+            Some(u64::MAX),
+            "the largest value in range"
+        );
+        assert_eq!(parse_retry_after("18446744073709552", 0), Some(u64::MAX));
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! data (D1, a per-tenant Durable Object) and calls these. `docs/TENANTS.md` states the
 //! guarantees (revocation delay, budget overshoot bound) that follow from them.
 
+use crate::vecmap::VecMap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 use crate::config::ModelConfig;
 use crate::time::{day_start_ms, month_start_ms, next_month_start_ms, DAY_MS};
@@ -394,8 +394,8 @@ pub struct Reservation {
 /// The tenant-wide state kept by the gate.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TenantGate {
-    pub spend: BTreeMap<Period, PeriodSpend>,
-    pub reservations: BTreeMap<String, Reservation>,
+    pub spend: VecMap<Period, PeriodSpend>,
+    pub reservations: VecMap<String, Reservation>,
     pub requests: Window,
     pub tokens: Window,
 }
@@ -405,7 +405,7 @@ pub struct TenantGate {
 pub struct UserGate {
     pub day_start_ms: u64,
     pub spent_nanos: u64,
-    pub reserved: BTreeMap<String, u64>,
+    pub reserved: VecMap<String, u64>,
     pub requests: Window,
     pub tokens: Window,
 }
@@ -484,7 +484,7 @@ pub struct SettleResponse {
 impl TenantGate {
     fn period_mut(&mut self, period: Period, now: u64) -> &mut PeriodSpend {
         let start = period.start_ms(now);
-        let entry = self.spend.entry(period).or_default();
+        let entry = self.spend.entry_or_default(period);
         if entry.start_ms != start {
             *entry = PeriodSpend {
                 start_ms: start,

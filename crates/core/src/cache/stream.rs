@@ -245,7 +245,11 @@ impl ChoiceAcc {
             self.tools.resize_with(i + 1, ToolAcc::default);
         }
         let t = &mut self.tools[i];
-        let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let s = |p: &str| {
+            crate::json::at(call, p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
         for (field, piece) in [
             (&mut t.id, s("/id")),
             (&mut t.kind, s("/type")),
@@ -463,7 +467,11 @@ pub fn replay_sse(completion: &Value, include_usage: bool) -> Vec<u8> {
             .and_then(Value::as_array)
             .unwrap_or(&empty);
         for (k, call) in calls.iter().enumerate() {
-            let s = |p: &str| call.pointer(p).and_then(Value::as_str).unwrap_or("");
+            let s = |p: &str| {
+                crate::json::at(call, p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            };
             let kind = match s("/type") {
                 "" => "function",
                 t => t,

@@ -92,7 +92,7 @@ pub fn to_chat(src: Map<String, Value>) -> Result<(ChatRequest, Vec<String>), Ga
                 if let Some(e) = v.get("effort").and_then(Value::as_str) {
                     effort = Some(if e == "max" { "xhigh" } else { e });
                 }
-                if let Some(schema) = v.pointer("/format/schema") {
+                if let Some(schema) = crate::json::at(v, "/format/schema") {
                     out.raw(
                         "response_format",
                         &format!(
@@ -333,7 +333,7 @@ pub fn usage(u: &Usage) -> String {
 
 /// An OpenAI `chat.completion` as a Messages `message` (JSON text).
 pub fn answer(c: &Value, u: &Usage) -> String {
-    let choice = c.pointer("/choices/0").unwrap_or(&Value::Null);
+    let choice = crate::json::at(c, "/choices/0").unwrap_or(&Value::Null);
     let m = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
     let reasoning = str_of(m, "reasoning_content");
@@ -351,7 +351,7 @@ pub fn answer(c: &Value, u: &Usage) -> String {
         content.push(text_part(text));
     }
     for call in list(m.get("tool_calls")).iter() {
-        let name = call.pointer("/function/name").and_then(Value::as_str);
+        let name = crate::json::at(call, "/function/name").and_then(Value::as_str);
         content.push(format!(
             r#"{{"type":"tool_use","id":{},"name":{},"input":{}}}"#,
             esc(str_of(call, "id")),

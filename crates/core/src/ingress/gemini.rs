@@ -476,7 +476,7 @@ pub fn answer(c: &Value, u: &Usage) -> String {
             &mut parts,
         );
         for call in list(m.get("tool_calls")).iter() {
-            let name = call.pointer("/function/name").and_then(Value::as_str);
+            let name = crate::json::at(call, "/function/name").and_then(Value::as_str);
             let args = arguments_object(call);
             parts.push(function_call(str_of(call, "id"), name.unwrap_or(""), &args));
         }

@@ -168,7 +168,7 @@ impl<'a> Delta<'a> {
                 .map(Usage::from_openai),
             ..Delta::default()
         };
-        let Some(choice) = c.pointer("/choices/0") else {
+        let Some(choice) = crate::json::at(c, "/choices/0") else {
             return d;
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
@@ -326,7 +326,7 @@ impl Json {
 /// A `tool_calls` entry's arguments as a JSON object (anything else is `{}`).
 fn arguments_object(call: &Value) -> Value {
     match serde_json::from_slice::<Value>(
-        call.pointer("/function/arguments")
+        crate::json::at(call, "/function/arguments")
             .and_then(Value::as_str)
             .unwrap_or("")
             .as_bytes(),

@@ -833,7 +833,8 @@ impl AnthropicStream {
                     if let Some(u) = data.get("usage") {
                         self.merge_usage(u);
                     }
-                    if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str)
+                    if let Some(reason) =
+                        crate::json::at(&data, "/delta/stop_reason").and_then(Value::as_str)
                     {
                         let finish = finish_reason(Some(reason), self.tool_calls > 0);
                         out.extend_from_slice(&self.writer.delta(0, json!({}), Some(finish)));

@@ -61,7 +61,6 @@ use crate::policy::{parse_retry_after, AttemptFailure, FailureClass};
 use crate::sse::{frame_data, SseEvent};
 use crate::usage::Usage;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, HashMap};
 
 /// The placeholder Google documents for replayed Gemini 3 function calls without a signature.
 pub const THOUGHT_SIGNATURE_PLACEHOLDER: &str = "skip_thought_signature_validator";
@@ -268,7 +267,7 @@ pub fn build_chat(
     })
 }
 
-fn removed_warning(at: &str, removed: &BTreeSet<String>) -> String {
+fn removed_warning(at: &str, removed: &[String]) -> String {
     let list: Vec<String> = removed
         .iter()
         .take(common::MAX_LISTED)
@@ -295,7 +294,8 @@ fn convert_messages(
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     // Tool call id → function name, from the assistant messages seen so far.
-    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    // (A Vec: a request has few calls; the latest entry for an id wins, as an insert would.)
+    let mut call_names: Vec<(&str, &str)> = Vec::new();
     for m in req.messages() {
         let at = m.path();
         let (role, parts) = match m.role {
@@ -338,7 +338,7 @@ fn convert_messages(
                         &format!("{at}.tool_calls[{k}].function.arguments"),
                         call.arguments,
                     )?;
-                    call_names.insert(call.id, call.name);
+                    call_names.push((call.id, call.name));
                     let mut part = json!({"functionCall": {"name": call.name, "args": args}});
                     if signatures && first_call {
                         if let Some(o) = part.as_object_mut() {
@@ -356,7 +356,8 @@ fn convert_messages(
             "tool" => {
                 let id = m.str_field("tool_call_id");
                 let Some(name) = id
-                    .and_then(|id| call_names.get(id).copied())
+                    .and_then(|id| call_names.iter().rev().find(|(c, _)| *c == id))
+                    .map(|(_, name)| *name)
                     .or_else(|| m.str_field("name"))
                 else {
                     return Err(GatewayError::invalid(
@@ -504,9 +505,10 @@ const SCHEMA_KEYS: &[&str] = &[
 
 const MAX_REF_DEPTH: usize = 8;
 
-/// Convert a JSON Schema to Gemini's schema subset; also returns the keywords removed.
-pub fn gemini_schema(schema: &Value) -> (Value, BTreeSet<String>) {
-    let mut removed = BTreeSet::new();
+/// Convert a JSON Schema to Gemini's schema subset; also returns the keywords removed (sorted,
+/// each once).
+pub fn gemini_schema(schema: &Value) -> (Value, Vec<String>) {
+    let mut removed = Vec::new();
     let defs = schema
         .get("$defs")
         .or_else(|| schema.get("definitions"))
@@ -515,11 +517,18 @@ pub fn gemini_schema(schema: &Value) -> (Value, BTreeSet<String>) {
     (out, removed)
 }
 
+/// Add `k` to the sorted set of removed keywords.
+fn note_removed(removed: &mut Vec<String>, k: &str) {
+    if let Err(i) = removed.binary_search_by(|r| r.as_str().cmp(k)) {
+        removed.insert(i, k.to_string());
+    }
+}
+
 fn convert_schema(
     schema: &Value,
     defs: Option<&Map<String, Value>>,
     depth: usize,
-    removed: &mut BTreeSet<String>,
+    removed: &mut Vec<String>,
 ) -> Value {
     let Some(obj) = schema.as_object() else {
         return schema.clone();
@@ -542,7 +551,7 @@ fn convert_schema(
                 return resolved;
             }
             _ => {
-                removed.insert("$ref".into());
+                note_removed(removed, "$ref");
                 return json!({"type": "OBJECT"});
             }
         }
@@ -580,10 +589,12 @@ fn convert_schema(
             },
             "properties" => {
                 if let Some(props) = v.as_object() {
-                    let converted: Map<String, Value> = props
-                        .iter()
-                        .map(|(name, s)| (name.clone(), convert_schema(s, defs, depth, removed)))
-                        .collect();
+                    // Inserted one by one: collecting into a map sorts the pairs first (a
+                    // stable sort and a bulk build the worker has no other use for).
+                    let mut converted = Map::new();
+                    for (name, s) in props {
+                        converted.insert(name.clone(), convert_schema(s, defs, depth, removed));
+                    }
                     out.insert("properties".into(), Value::Object(converted));
                 }
             }
@@ -607,7 +618,7 @@ fn convert_schema(
                 out.insert(k.clone(), v.clone());
             }
             _ => {
-                removed.insert(k.clone());
+                note_removed(removed, k);
             }
         }
     }
@@ -628,9 +639,7 @@ pub fn finish_reason(reason: &str, has_tool_calls: bool) -> &'static str {
 
 /// A prompt Gemini refused outright: `promptFeedback.blockReason` and no candidates.
 fn prompt_blocked(v: &Value) -> Option<AttemptFailure> {
-    let reason = v
-        .pointer("/promptFeedback/blockReason")
-        .and_then(Value::as_str)?;
+    let reason = crate::json::at(v, "/promptFeedback/blockReason").and_then(Value::as_str)?;
     let has_candidates = v
         .get("candidates")
         .and_then(Value::as_array)
@@ -679,8 +688,7 @@ struct Pieces {
 /// Read a candidate's parts; tool calls are numbered from `*calls`.
 fn read_parts(candidate: &Value, response_id: &str, calls: &mut u64) -> Pieces {
     let mut p = Pieces::default();
-    let parts = candidate
-        .pointer("/content/parts")
+    let parts = crate::json::at(candidate, "/content/parts")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
@@ -1238,7 +1246,7 @@ mod tests {
         let recursive = json!({"$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}},
                                "$ref": "#/$defs/N"});
         let (_, removed) = gemini_schema(&recursive);
-        assert!(removed.contains("$ref"));
+        assert!(removed.iter().any(|k| k == "$ref"));
     }
 
     #[test]

@@ -12,8 +12,6 @@
 //! Optional values are omitted when absent; readers take absent and `null` alike. Every reader
 //! returns a [`DecodeError`] naming the field at fault, never panics.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::format_usd;
@@ -23,6 +21,7 @@ use super::{
 };
 use crate::json::{parse, DecodeError, JsonWriter, Obj};
 use crate::logline::rfc3339;
+use crate::vecmap::VecMap;
 
 fn period(v: &Value, k: &'static str) -> Result<Period, DecodeError> {
     v.as_str()
@@ -190,7 +189,7 @@ impl TenantGate {
     pub fn from_json(text: &[u8]) -> Result<TenantGate, DecodeError> {
         let v = parse(text)?;
         let o = Obj::new(&v, "gate")?;
-        let mut spend = BTreeMap::new();
+        let mut spend = VecMap::new();
         if let Some(m) = o.opt_obj("spend")? {
             for (k, v) in m.0 {
                 let s = Obj::new(v, "spend")?;
@@ -204,7 +203,7 @@ impl TenantGate {
                 );
             }
         }
-        let mut reservations = BTreeMap::new();
+        let mut reservations = VecMap::new();
         if let Some(m) = o.opt_obj("reservations")? {
             for (id, v) in m.0 {
                 let r = Obj::new(v, "reservations")?;
@@ -252,7 +251,7 @@ impl UserGate {
     pub fn from_json(text: &[u8]) -> Result<UserGate, DecodeError> {
         let v = parse(text)?;
         let o = Obj::new(&v, "user")?;
-        let mut reserved = BTreeMap::new();
+        let mut reserved = VecMap::new();
         if let Some(m) = o.opt_obj("reserved")? {
             for (id, n) in m.0 {
                 reserved.insert(
