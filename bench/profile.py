@@ -42,7 +42,7 @@ class Cdp:
     """A minimal CDP client: numbered commands, events skipped."""
 
     def __init__(self, url: str):
-        self.ws = connect(url, max_size=None, open_timeout=10, origin="http://localhost")
+        self.ws = connect(url, max_size=None, open_timeout=10, origin="http://localhost")  # noqa
         self.next_id = 0
 
     def call(self, method: str, params: dict | None = None, timeout: float = 60) -> dict:
@@ -55,7 +55,9 @@ class Cdp:
             if left <= 0:
                 raise SystemExit(f"CDP {method}: no answer")
             msg = json.loads(self.ws.recv(timeout=left))
-            if msg.get("id") == me:
+            # wrangler's proxy sometimes hands a command back as it was sent (the runtime still
+            # runs it); only the final `Profiler.stop` needs the answer itself.
+            if msg.get("id") == me and ("result" in msg or "error" in msg or method != "Profiler.stop"):
                 if "error" in msg:
                     raise SystemExit(f"CDP {method}: {msg['error']}")
                 return msg.get("result", {})
@@ -143,6 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--stream", action="store_true")
+    ap.add_argument("--words", type=int, default=0, help="ask the fake provider for an answer of N words")
     ap.add_argument("--interval-us", type=int, default=100, help="sampling interval")
     ap.add_argument("--top", type=int, default=45)
     ap.add_argument("--out", default="/tmp/switchyard.cpuprofile")
@@ -163,7 +166,8 @@ def main() -> None:
                                      seed=seed_sql("bench", TOKEN), inspector_port=iport)
         procs.append(gw)
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        body = {"model": "bench", "messages": [{"role": "user", "content": "benchmark this"}], "stream": args.stream}
+        content = "benchmark this" + (f" [[fake:words={args.words}]]" if args.words else "")
+        body = {"model": "bench", "messages": [{"role": "user", "content": content}], "stream": args.stream}
         client = httpx.Client(timeout=30, headers={"authorization": f"Bearer {TOKEN}"})
 
         def one() -> None:

@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--words", type=int, default=0, help="ask the fake provider for an answer of N words")
     args = ap.parse_args()
     env = wrangler_env()
     env.pop("SWITCHYARD_SKIP_BUILD", None)
@@ -165,7 +166,8 @@ def main() -> None:
             start_new_session=True,
         )
         procs.append(fwd)
-        body = {"model": "bench", "messages": [{"role": "user", "content": "benchmark this"}], "stream": args.stream}
+        content = "benchmark this" + (f" [[fake:words={args.words}]]" if args.words else "")
+        body = {"model": "bench", "messages": [{"role": "user", "content": content}], "stream": args.stream}
         deadline = time.monotonic() + 90
         while True:
             try:
