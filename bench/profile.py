@@ -108,8 +108,11 @@ def summarise(profile: dict, top: int, interval_us: int) -> str:
     self_ms: collections.Counter = collections.Counter()
     total_ms: collections.Counter = collections.Counter()
     by_rust: collections.Counter = collections.Counter()
+    idle = {"(idle)", "(program)", "(garbage collector)", "(root)"}
     for s, w in zip(samples, weight):
         self_ms[name(nodes[s])] += w
+        if name(nodes[s]) in idle:
+            continue
         seen = set()
         cur = s
         rust = None
@@ -122,8 +125,7 @@ def summarise(profile: dict, top: int, interval_us: int) -> str:
                 seen.add(nm)
                 total_ms[nm] += w
             cur = parent.get(cur)
-        by_rust[rust or "(no wasm frame on the stack)"] += w
-    idle = {"(idle)", "(program)", "(garbage collector)", "(root)"}
+        by_rust[rust or "(no wasm frame on the stack: the runtime's own JS and native work)"] += w
     busy = sum(v for k, v in self_ms.items() if k not in idle)
     out = [f"{len(samples)} samples; in JS/wasm {busy:.0f} ms (idle {self_ms['(idle)']:.0f} ms, "
            f"program {self_ms['(program)']:.0f} ms, GC {self_ms['(garbage collector)']:.0f} ms); "
