@@ -74,6 +74,17 @@ def workerd_cpu(root_pid: int) -> dict[int, float]:
     return cpu
 
 
+def bench_config(upstream: str) -> dict:
+    """Switchyard's configuration for the bench: one OpenAI-shaped target on the fake provider."""
+    return {
+        "providers": [
+            {"id": "bench", "kind": "openai", "base_url": f"{upstream}/bench/v1", "api_key_secrets": ["BENCH_KEY"],
+             "models": {"m": {"input_per_mtok": 1, "output_per_mtok": 2}}}
+        ],
+        "routes": [{"model": "bench", "targets": [{"provider": "bench", "model": "m"}]}],
+    }
+
+
 def measure(name: str, proc: subprocess.Popen, url: str, body: dict, headers: dict, n: int, stream: bool) -> dict:
     client = httpx.Client(timeout=30, headers=headers)
 
@@ -116,6 +127,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--words", type=int, default=0, help="ask the fake provider for an answer of N words")
     args = ap.parse_args()
     env = wrangler_env()
     env.pop("SWITCHYARD_SKIP_BUILD", None)
@@ -141,14 +153,8 @@ def main() -> None:
     try:
         port = int(fake.stdout.readline().rsplit(":", 1)[1])
         upstream = f"http://127.0.0.1:{port}"
-        config = {
-            "providers": [
-                {"id": "bench", "kind": "openai", "base_url": f"{upstream}/bench/v1", "api_key_secrets": ["BENCH_KEY"],
-                 "models": {"m": {"input_per_mtok": 1, "output_per_mtok": 2}}}
-            ],
-            "routes": [{"model": "bench", "targets": [{"provider": "bench", "model": "m"}]}],
-        }
-        gw, gw_port = start_wrangler(config, {"BENCH_KEY": "k"}, work / "gw", work / "gw.log", seed=seed_sql("bench", TOKEN))
+        gw, gw_port = start_wrangler(bench_config(upstream), {"BENCH_KEY": "k"}, work / "gw", work / "gw.log",
+                                     seed=seed_sql("bench", TOKEN))
         procs.append(gw)
 
         fwd_port = free_port()
@@ -160,7 +166,8 @@ def main() -> None:
             start_new_session=True,
         )
         procs.append(fwd)
-        body = {"model": "bench", "messages": [{"role": "user", "content": "benchmark this"}], "stream": args.stream}
+        content = "benchmark this" + (f" [[fake:words={args.words}]]" if args.words else "")
+        body = {"model": "bench", "messages": [{"role": "user", "content": content}], "stream": args.stream}
         deadline = time.monotonic() + 90
         while True:
             try:

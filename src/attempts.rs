@@ -436,12 +436,14 @@ async fn attempt(
     let mut buffered = Vec::new();
     let first_token_ms = deadlines.first_token_ms.min(remaining_ms);
     let deadline = now_ms() + first_token_ms;
+    let mut timer = upstream::IdleTimer::default();
     loop {
-        let left = deadline.saturating_sub(now_ms());
+        let now = now_ms();
+        let left = deadline.saturating_sub(now);
         let step = if left == 0 {
             Next::TimedOut
         } else {
-            upstream::next_chunk(&mut stream, left).await
+            upstream::next_chunk(&mut stream, &mut timer, now, left).await
         };
         let failure = match step {
             Next::Data(bytes) => match translator.feed(&bytes, &mut buffered) {

@@ -3,7 +3,11 @@
 use futures_util::StreamExt;
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::ingress::Format;
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Headers, Request, Response};
+
+use crate::upstream::declared_len;
 
 /// Read the body, refusing (413) as soon as it grows past `cap` bytes.
 pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, GatewayError> {
@@ -13,10 +17,28 @@ pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, GatewayEr
             format!("The request body exceeds the limit of {cap} bytes"),
         )
     };
-    if let Ok(Some(len)) = req.headers().get("content-length") {
-        if len.trim().parse::<u64>().is_ok_and(|n| n > cap) {
-            return Err(too_large());
+    let unreadable = || {
+        GatewayError::new(
+            ErrorKind::InvalidRequest,
+            "The request body could not be read",
+        )
+    };
+    match declared_len(req.headers()) {
+        Some(n) if n > cap => return Err(too_large()),
+        // A declared length is what the runtime delivers (it enforces the framing): read the
+        // whole body in one `arrayBuffer()` call instead of a stream reader's round trip per
+        // chunk (docs/BENCHMARKS.md).
+        Some(_) => {
+            if let Ok(promise) = req.inner().array_buffer() {
+                let buf = JsFuture::from(promise).await.map_err(|_| unreadable())?;
+                let body = Uint8Array::new(&buf).to_vec();
+                if body.len() as u64 > cap {
+                    return Err(too_large());
+                }
+                return Ok(body);
+            }
         }
+        None => {}
     }
     let mut stream = match req.stream() {
         Ok(s) => s,
@@ -25,12 +47,7 @@ pub async fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, GatewayEr
     };
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            GatewayError::new(
-                ErrorKind::InvalidRequest,
-                "The request body could not be read",
-            )
-        })?;
+        let chunk = chunk.map_err(|_| unreadable())?;
         if (body.len() + chunk.len()) as u64 > cap {
             return Err(too_large());
         }

@@ -19,13 +19,14 @@ use worker::{console_log, Response};
 
 use crate::attempts::StreamStart;
 use crate::platform::now_ms;
-use crate::upstream::{self, Next};
+use crate::upstream::{self, IdleTimer, Next};
 
 struct Relay {
     start: StreamStart,
     pending: Option<Vec<u8>>,
     finished: bool,
     idle_ms: u64,
+    timer: IdleTimer,
     /// Unix ms after which the request may not go on.
     total_deadline: u64,
     started_ms: u64,
@@ -77,7 +78,8 @@ impl Relay {
             return None;
         }
         loop {
-            let left = self.total_deadline.saturating_sub(now_ms());
+            let now = now_ms();
+            let left = self.total_deadline.saturating_sub(now);
             if left == 0 {
                 return Some(self.broken(AttemptFailure::timeout(
                     "end of stream before the total deadline",
@@ -85,7 +87,7 @@ impl Relay {
                 )));
             }
             let wait = self.idle_ms.min(left);
-            match upstream::next_chunk(&mut self.start.stream, wait).await {
+            match upstream::next_chunk(&mut self.start.stream, &mut self.timer, now, wait).await {
                 Next::Data(bytes) => {
                     let mut out = Vec::new();
                     match self.start.translator.feed(&bytes, &mut out) {
@@ -229,6 +231,7 @@ pub fn stream_response(
         start,
         pending,
         idle_ms,
+        timer: IdleTimer::default(),
         total_deadline,
         started_ms,
         provider,

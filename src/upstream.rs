@@ -4,17 +4,26 @@
 //! timer wins, the request is aborted through its `AbortController`, so a silent upstream cannot
 //! hold the request or the connection.
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use switchyard_core::policy::AttemptFailure;
 use switchyard_core::providers::UpstreamRequest;
+
+use crate::platform::now_ms;
 use worker::js_sys::Uint8Array;
-use worker::wasm_bindgen::JsValue;
-use worker::{web_sys, AbortController, ByteStream, Delay, Fetch, Headers, Request, Response};
+use worker::wasm_bindgen::closure::Closure;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{
+    web_sys, AbortController, ByteStream, Delay, Fetch, Headers, Request, Response, ResponseBody,
+};
 
 /// An upstream error body larger than this is cut; only its start is needed to classify it.
 const ERROR_BODY_CAP: usize = 64 * 1024;
@@ -101,12 +110,48 @@ pub async fn send(up: &UpstreamRequest, headers_ms: u64) -> Result<InFlight, Att
 }
 
 /// Read a whole body within `ms`, up to `cap` bytes (an error body is cut, an answer refused).
+///
+/// A body whose length is declared (and not content-encoded, so the declared length is the
+/// decoded length) and within `cap` is read by the runtime in one `arrayBuffer()` call: reading it
+/// chunk by chunk through a stream reader costs a JS round trip and a promise per chunk plus the
+/// reader's set-up and release (≈ 10 % of the isolate's CPU per plain request in the bench
+/// profile, docs/BENCHMARKS.md). Anything else is read chunk by chunk, so the cap holds.
 pub async fn read_all(
     inflight: &mut InFlight,
     ms: u64,
     cap: usize,
     truncate: bool,
 ) -> Result<Vec<u8>, AttemptFailure> {
+    let headers = inflight.response.headers();
+    if declared_len(headers).is_some_and(|n| n <= cap as u64)
+        && headers.get("content-encoding").ok().flatten().is_none()
+    {
+        if let ResponseBody::Stream(body) = inflight.response.body() {
+            let whole = web_sys::Response::new_with_opt_readable_stream(Some(body))
+                .and_then(|r| r.array_buffer());
+            if let Ok(promise) = whole {
+                return match within(ms, JsFuture::from(promise)).await {
+                    Some(Ok(buf)) => {
+                        let mut body = Uint8Array::new(&buf).to_vec();
+                        if body.len() > cap {
+                            if !truncate {
+                                return Err(too_large());
+                            }
+                            body.truncate(cap);
+                        }
+                        Ok(body)
+                    }
+                    Some(Err(e)) => {
+                        Err(AttemptFailure::connect(&worker::Error::from(e).to_string()))
+                    }
+                    None => {
+                        inflight.controller.abort();
+                        Err(AttemptFailure::timeout("complete response", ms))
+                    }
+                };
+            }
+        }
+    }
     let mut stream = inflight
         .response
         .stream()
@@ -121,9 +166,7 @@ pub async fn read_all(
                     body.truncate(cap);
                     return Ok(body);
                 }
-                return Err(AttemptFailure::malformed(
-                    "the answer exceeds the size limit",
-                ));
+                return Err(too_large());
             }
         }
         Ok(body)
@@ -135,6 +178,19 @@ pub async fn read_all(
             Err(AttemptFailure::timeout("complete response", ms))
         }
     }
+}
+
+fn too_large() -> AttemptFailure {
+    AttemptFailure::malformed("the answer exceeds the size limit")
+}
+
+/// The `content-length` a message declares, if any.
+pub fn declared_len(headers: &Headers) -> Option<u64> {
+    headers
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Read an error body for classification: bounded in size and time.
@@ -152,12 +208,107 @@ pub enum Next {
     TimedOut,
 }
 
-pub async fn next_chunk(stream: &mut ByteStream, ms: u64) -> Next {
-    match within(ms, stream.next()).await {
-        Some(Some(Ok(bytes))) => Next::Data(bytes),
-        Some(Some(Err(e))) => Next::Failed(AttemptFailure::connect(&e.to_string())),
-        Some(None) => Next::End,
-        None => Next::TimedOut,
+/// The next chunk of `stream` within `ms` of `now` (unix ms).
+///
+/// The deadline's platform timer is kept in `timer` across chunks and re-armed only when it fires
+/// before the current deadline: a stream costs one timer per idle period, not a `setTimeout` and
+/// a `clearTimeout` per chunk (≈ 5 % of the isolate's CPU per streamed request in the bench
+/// profile, docs/BENCHMARKS.md; real answers have hundreds of chunks).
+pub async fn next_chunk(stream: &mut ByteStream, timer: &mut IdleTimer, now: u64, ms: u64) -> Next {
+    let deadline = now + ms;
+    let mut now = now;
+    loop {
+        let armed = match timer.0.take() {
+            Some(t) if t.at <= deadline => t,
+            _ => match Timer::start(deadline, deadline - now) {
+                Some(t) => t,
+                None => return Next::Failed(AttemptFailure::connect("no timer")),
+            },
+        };
+        let timer_slot = timer.0.insert(armed);
+        match select(stream.next(), timer_slot).await {
+            Either::Left((Some(Ok(bytes)), _)) => return Next::Data(bytes),
+            Either::Left((Some(Err(e)), _)) => {
+                return Next::Failed(AttemptFailure::connect(&e.to_string()))
+            }
+            Either::Left((None, _)) => return Next::End,
+            Either::Right(_) => {
+                // Fired: for this deadline, or for an earlier chunk's (re-armed above).
+                timer.0 = None;
+                now = now_ms();
+                if now >= deadline {
+                    return Next::TimedOut;
+                }
+            }
+        }
+    }
+}
+
+/// A stream's idle-deadline timer, kept between chunks (see [`next_chunk`]).
+#[derive(Default)]
+pub struct IdleTimer(Option<Timer>);
+
+/// A platform timer that wakes whichever task polled it last (`worker::Delay` keeps the waker of
+/// its first poll, and a relayed stream is polled by a new task per chunk).
+pub struct Timer {
+    /// Unix ms it fires at.
+    at: u64,
+    id: i32,
+    state: Rc<RefCell<(bool, Option<Waker>)>>,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timer {
+    fn start(at: u64, ms: u64) -> Option<Timer> {
+        let state: Rc<RefCell<(bool, Option<Waker>)>> = Rc::default();
+        let fired = state.clone();
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            let waker = {
+                let mut s = fired.borrow_mut();
+                s.0 = true;
+                s.1.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        });
+        let id = global()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                callback.as_ref().unchecked_ref(),
+                ms.min(i32::MAX as u64) as i32,
+            )
+            .ok()?;
+        Some(Timer {
+            at,
+            id,
+            state,
+            _callback: callback,
+        })
+    }
+}
+
+fn global() -> web_sys::WorkerGlobalScope {
+    worker::js_sys::global().unchecked_into()
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.state.borrow_mut();
+        if s.0 {
+            return Poll::Ready(());
+        }
+        s.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if !self.state.borrow().0 {
+            global().clear_timeout_with_handle(self.id);
+        }
     }
 }
 

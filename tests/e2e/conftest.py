@@ -382,7 +382,12 @@ class StreamResult:
 
 
 def start_wrangler(
-    config: dict, vars: dict[str, str], state_dir: Path, log_path: Path, seed: str | None = None
+    config: dict,
+    vars: dict[str, str],
+    state_dir: Path,
+    log_path: Path,
+    seed: str | None = None,
+    inspector_port: int | None = None,
 ) -> tuple[subprocess.Popen, int]:
     env = wrangler_env()
     d1 = [str(BIN / "wrangler"), "d1"]
@@ -405,7 +410,7 @@ def start_wrangler(
         "--port",
         str(port),
         "--inspector-port",
-        str(free_port()),
+        str(inspector_port or free_port()),
         "--persist-to",
         str(state_dir),
         "--var",
