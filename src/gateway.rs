@@ -85,9 +85,12 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
         (Method::Post, _) if format == Format::Gemini => {
             serve(&mut req, &env, &ctx, started, &request_id, &mut log, format).await
         }
-        (m, p) if p.starts_with("/admin/") => crate::admin::handle(&mut req, &env, &ctx, m, p)
-            .await
-            .map(Handled::Done),
+        (m, p) if p.starts_with("/admin/") => {
+            // Behind a trait object: the admin routes' state machine stays out of this one's.
+            let admin: std::pin::Pin<Box<dyn std::future::Future<Output = _> + '_>> =
+                Box::pin(crate::admin::handle(&mut req, &env, &ctx, m, p));
+            admin.await.map(Handled::Done)
+        }
         _ => match allowed_method {
             Some(m) => Err(method_not_allowed(m)),
             None => Err(GatewayError::new(
