@@ -255,6 +255,7 @@ async fn serve(
     log.end_user = caller.user().map(str::to_string);
     let origin = req.headers().get("origin").ok().flatten();
     tenants::check_origin(&caller, origin.as_deref())?;
+    drop(origin);
 
     let body = read_body(req, config.max_body_bytes).await?;
     // The query by hand: `Request::url` would link a whole URL parser into the worker.
@@ -263,6 +264,7 @@ async fn serve(
     let (work, ingress_warnings) = format.parse(&req.path(), query, &body)?;
     let body_len = body.len();
     drop(body);
+    drop(url);
     log.stream = work.stream().is_some();
     log.route = Some(work.model().to_string());
     let Some(route) = config.route(work.model()) else {
@@ -295,6 +297,7 @@ async fn serve(
         )),
         Work::Embeddings(_) => None,
     };
+    drop(cache_headers);
     let cache_status = decision.as_ref().map(|d| d.upstream_status());
     log.cache = cache_status.map(|s| s.as_str());
     let deadlines =
