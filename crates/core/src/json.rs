@@ -424,3 +424,11 @@ mod tests {
         );
     }
 }
+
+/// JSON bytes, always through serde_json's `&mut Vec<u8>` writer: one instance of its
+/// serialiser in the worker instead of one per writer type (wasm size).
+pub fn to_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = serde_json::to_writer(&mut out, v);
+    out
+}

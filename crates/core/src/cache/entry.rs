@@ -161,7 +161,7 @@ impl Entry {
     /// The body for a non-streaming caller: the stored `chat.completion`, its `id` and
     /// `created` unchanged.
     pub fn body(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.completion).unwrap_or_default()
+        crate::json::to_bytes(&self.completion)
     }
 
     /// The SSE body for a streaming caller (see [`super::replay_sse`]).

@@ -93,7 +93,7 @@ impl Hasher {
 
     fn string(&mut self, s: &str) {
         // serde_json's escaping (its `Vec` writer is in the binary already).
-        self.put(&serde_json::to_vec(s).unwrap_or_default());
+        self.put(&crate::json::to_bytes(s));
     }
 
     fn value(&mut self, v: &Value) {

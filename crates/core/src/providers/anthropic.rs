@@ -325,7 +325,7 @@ pub fn build_chat(
     Ok(UpstreamRequest {
         url: format!("{}/v1/messages", provider.base_url()),
         headers,
-        body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
+        body: crate::json::to_bytes(&Value::Object(body)),
         warnings,
     })
 }

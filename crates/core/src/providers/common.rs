@@ -209,7 +209,7 @@ pub fn completion(
     if let (Some(u), Some(o)) = (usage, body.as_object_mut()) {
         o.insert("usage".into(), u.to_openai());
     }
-    serde_json::to_vec(&body).unwrap_or_default()
+    crate::json::to_bytes(&body)
 }
 
 /// One choice of a `chat.completion`: `content` is `null` when the answer is only tool calls;

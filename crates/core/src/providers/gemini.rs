@@ -262,7 +262,7 @@ pub fn build_chat(
     Ok(UpstreamRequest {
         url,
         headers,
-        body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
+        body: crate::json::to_bytes(&Value::Object(body)),
         warnings,
     })
 }
