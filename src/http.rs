@@ -70,7 +70,7 @@ pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
 }
 
 pub fn json_value(status: u16, value: &serde_json::Value) -> Response {
-    json_bytes(status, value.to_string().into_bytes())
+    json_bytes(status, switchyard_core::json::to_bytes(value))
 }
 
 /// An error response in the caller's format (OpenAI-shaped unless the caller speaks Anthropic or

@@ -123,7 +123,7 @@ async fn serve(
                 Some(Some(s)) => {
                     body = format!(
                         "{{\"target\":{},\"until_ms\":{}}}",
-                        serde_json::Value::from(id.as_str()),
+                        switchyard_core::providers::esc(&id),
                         now_ms() + s * 1000
                     );
                 }

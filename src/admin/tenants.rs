@@ -477,7 +477,7 @@ fn finish(
                              \"tenant\":\"{id}\",\"user\":{},\"key_version\":{version}}}",
                             sign_end_user_token(&key, &claims),
                             rfc3339(claims.exp * 1000),
-                            Value::from(claims.u)
+                            switchyard_core::providers::esc(&claims.u)
                         ),
                     )
                 }
@@ -543,7 +543,7 @@ async fn spend(
             Err(e) => {
                 console_error!(
                     "{{\"msg\":\"switchyard.gate_unavailable\",\"tenant\":\"{id}\",\"error\":{}}}",
-                    Value::from(e.to_string())
+                    switchyard_core::providers::esc(&e.to_string())
                 );
                 None
             }
@@ -654,7 +654,7 @@ fn signing_secret(env: &Env) -> Result<String, GatewayError> {
 fn db_error(e: worker::Error) -> GatewayError {
     console_error!(
         "{{\"msg\":\"switchyard.admin_db_error\",\"error\":{}}}",
-        Value::from(e.to_string())
+        switchyard_core::providers::esc(&e.to_string())
     );
     GatewayError::internal("the tenant database is unavailable")
 }

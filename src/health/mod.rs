@@ -97,14 +97,14 @@ pub async fn call(
 
 /// `{"target": …}` as JSON text.
 pub fn target_body(target: &str) -> String {
-    format!("{{\"target\":{}}}", serde_json::Value::from(target))
+    format!("{{\"target\":{}}}", switchyard_core::providers::esc(target))
 }
 
 /// `{"target": …, "o": "<entries>"}` for the object's `/report`.
 pub fn report_body(r: &TargetReport) -> String {
     format!(
         "{{\"target\":{},\"o\":\"{}\"}}",
-        serde_json::Value::from(r.target.as_str()),
+        switchyard_core::providers::esc(&r.target),
         r.encode_entries()
     )
 }

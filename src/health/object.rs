@@ -201,7 +201,7 @@ fn log(
     console_log!(
         "{{\"msg\":\"switchyard.circuit\",\"ts\":\"{}\",\"target\":{},\"from\":\"{}\",\"to\":\"{}\",\"cause\":\"{cause}\",\"epoch\":{},\"opens\":{},\"open_until_ms\":{until}}}",
         rfc3339(now),
-        serde_json::Value::from(target),
+        switchyard_core::providers::esc(target),
         from.as_str(),
         to.as_str(),
         v.epoch,

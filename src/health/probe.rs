@@ -100,7 +100,7 @@ async fn probe(
     console_log!(
         "{{\"msg\":\"switchyard.probe\",\"ts\":\"{}\",\"target\":{},\"kind\":\"{}\",\"outcome\":\"{label}\",\"ms\":{}}}",
         rfc3339(ended),
-        serde_json::Value::from(target),
+        switchyard_core::providers::esc(target),
         if idle { "idle" } else { "half_open" },
         ended - started
     );

@@ -17,7 +17,7 @@ pub fn put(m: &mut Map<String, Value>, key: &str, value: Value) {
 
 /// A string as a JSON string literal (quoted and escaped), for JSON written with `format!`.
 pub fn esc(text: &str) -> String {
-    Value::String(text.to_string()).to_string()
+    String::from_utf8(crate::json::to_bytes(text)).unwrap_or_default()
 }
 
 /// `{"k": v, …}`: one shared function instead of the `json!` macro's code at every call site.
