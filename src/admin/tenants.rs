@@ -590,7 +590,7 @@ fn spend_answer(
             extra = format!(
                 ",\"ledger_usd\":\"{}\",\"requests\":{},\"budget\":{}{extra}",
                 format_usd(ledger),
-                v["ledger"][format!("{key}_requests")],
+                switchyard_core::json::to_text(&v["ledger"][format!("{key}_requests")]),
                 b.is_some()
             );
         }

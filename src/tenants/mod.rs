@@ -437,7 +437,12 @@ async fn write_ledger(env: &Env, caller: &Caller, s: &Settlement, now: u64) {
             for r in rows {
                 console_error!(
                     "{}",
-                    serde_json::json!({"msg": "switchyard.ledger_write_failed", "request_id": r.request_id, "error": error})
+                    failure_line(
+                        "switchyard.ledger_write_failed",
+                        "request_id",
+                        &r.request_id,
+                        &error
+                    )
                 );
             }
         }

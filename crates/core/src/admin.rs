@@ -326,7 +326,7 @@ pub fn tenant_change(body: &Value, creating: bool) -> Result<TenantChange, Gatew
     for (i, (field, ok, what)) in LISTS.into_iter().enumerate() {
         values[2 + i] = string_list(obj, field, ok, what)?.map(|list| {
             list.map_or(SqlValue::Null, |items| {
-                SqlValue::Text(Value::from(items).to_string())
+                SqlValue::Text(crate::json::to_text(&Value::from(items)))
             })
         });
     }

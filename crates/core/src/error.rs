@@ -202,7 +202,7 @@ impl GatewayError {
     }
 
     pub fn to_body(&self) -> String {
-        self.to_json().to_string()
+        crate::json::to_text(&self.to_json())
     }
 }
 

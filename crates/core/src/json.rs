@@ -432,3 +432,9 @@ pub fn to_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
     let _ = serde_json::to_writer(&mut out, v);
     out
 }
+
+/// JSON text, through the same writer as [`to_bytes`]; never `Value`'s `Display` (which links
+/// two more copies of the serialiser, compact and pretty).
+pub fn to_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    String::from_utf8(to_bytes(v)).unwrap_or_default()
+}

@@ -162,7 +162,7 @@ impl TargetView {
         let o = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
         format!(
             "{{\"target\":{},\"state\":\"{}\",\"admits\":{},\"breaker\":{{\"state\":\"{}\",\"epoch\":{},\"since_ms\":{},\"cooldown_until_ms\":{},\"probe_out_until_ms\":{},\"consecutive_failures\":{},\"window_successes\":{},\"window_failures\":{},\"opens\":{},\"forced\":\"{}\"}},\"ttfb_samples\":{},\"ttfb_ewma_ms\":{},\"ttfb_p95_ms\":{},\"successes\":{},\"failures\":{},\"neutral\":{},\"error_permille\":{},\"last_success_ms\":{},\"last_failure_ms\":{}}}",
-            serde_json::Value::from(self.target.as_str()),
+            crate::json::to_text(self.target.as_str()),
             b.state.as_str(),
             self.admits,
             b.state.as_str(),

@@ -96,7 +96,8 @@ pub fn to_chat(src: Map<String, Value>) -> Result<(ChatRequest, Vec<String>), Ga
                     out.raw(
                         "response_format",
                         &format!(
-                            r#"{{"type":"json_schema","json_schema":{{"name":"output","schema":{schema}}}}}"#
+                            r#"{{"type":"json_schema","json_schema":{{"name":"output","schema":{}}}}}"#,
+                            crate::json::to_text(schema)
                         ),
                     );
                 }
@@ -182,7 +183,7 @@ fn message(
 ) -> Result<(), GatewayError> {
     let blocks = match content {
         Value::String(_) => {
-            out.push(chat_message(role, &content.to_string()));
+            out.push(chat_message(role, &crate::json::to_text(content)));
             return Ok(());
         }
         Value::Array(b) => b,
@@ -243,7 +244,7 @@ fn message(
                             inner.iter().map(|c| text_part(str_of(c, "text"))).collect();
                         format!("[{}]", texts.join(","))
                     }
-                    Some(t @ Value::String(_)) => t.to_string(),
+                    Some(t @ Value::String(_)) => crate::json::to_text(t),
                     None => "\"\"".into(),
                     _ => String::new(),
                 };
@@ -252,7 +253,9 @@ fn message(
                 !content.is_empty()
             }
             ("assistant", "tool_use") => {
-                let input = b.get("input").map_or_else(|| "{}".into(), Value::to_string);
+                let input = b
+                    .get("input")
+                    .map_or_else(|| "{}".into(), crate::json::to_text);
                 calls.push(tool_call(str_of(b, "id"), str_of(b, "name"), &input));
                 true
             }
@@ -356,7 +359,7 @@ pub fn answer(c: &Value, u: &Usage) -> String {
             r#"{{"type":"tool_use","id":{},"name":{},"input":{}}}"#,
             esc(str_of(call, "id")),
             esc(name.unwrap_or("")),
-            arguments_object(call)
+            crate::json::to_text(&arguments_object(call))
         ));
     }
     format!(

@@ -198,7 +198,8 @@ fn generation_config(v: &Value, out: &mut Json, warnings: &mut Vec<String>) {
             r#"{"type":"json_object"}"#.to_string()
         } else {
             format!(
-                r#"{{"type":"json_schema","json_schema":{{"name":"response","schema":{schema}}}}}"#
+                r#"{{"type":"json_schema","json_schema":{{"name":"response","schema":{}}}}}"#,
+                crate::json::to_text(&schema)
             )
         };
         out.raw("response_format", &format);
@@ -348,7 +349,9 @@ fn content(
         } else if let Some(f) = p.get("functionCall") {
             let name = str_of(f, "name");
             let id = calls.call(f, name);
-            let args = f.get("args").map_or_else(|| "{}".into(), Value::to_string);
+            let args = f
+                .get("args")
+                .map_or_else(|| "{}".into(), crate::json::to_text);
             tool_calls.push(tool_call(&id, name, &args));
             true
         } else if let Some(r) = p.get("functionResponse") {
@@ -356,7 +359,7 @@ fn content(
             let id = calls.answer(str_of(r, "id"), str_of(r, "name"));
             let response = r.get("response").unwrap_or(&Value::Null);
             if let Some(id) = &id {
-                out.push(tool_message(id, &esc(&response.to_string())));
+                out.push(tool_message(id, &esc(&crate::json::to_text(response))));
             }
             id.is_some()
         } else {
@@ -409,9 +412,10 @@ pub fn usage(u: &Usage) -> String {
 /// A `functionCall` part for an OpenAI tool call, with its arguments.
 fn function_call(id: &str, name: &str, args: &Value) -> String {
     format!(
-        r#"{{"functionCall":{{"id":{},"name":{},"args":{args}}}}}"#,
+        r#"{{"functionCall":{{"id":{},"name":{},"args":{}}}}}"#,
         esc(id),
-        esc(name)
+        esc(name),
+        crate::json::to_text(args)
     )
 }
 

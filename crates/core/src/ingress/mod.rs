@@ -283,10 +283,10 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 fn function_tool(name: &str, description: Option<&Value>, parameters: Option<&Value>) -> String {
     let mut extra = String::new();
     if let Some(d) = description.filter(|d| d.is_string()) {
-        extra = format!(r#","description":{d}"#);
+        extra = format!(r#","description":{}"#, crate::json::to_text(d));
     }
     if let Some(p) = parameters.filter(|p| p.is_object()) {
-        extra.push_str(&format!(r#","parameters":{p}"#));
+        extra.push_str(&format!(r#","parameters":{}"#, crate::json::to_text(p)));
     }
     format!(
         r#"{{"type":"function","function":{{"name":{}{extra}}}}}"#,
@@ -314,7 +314,7 @@ impl Json {
     }
 
     fn field(&mut self, key: &str, value: &Value) {
-        self.raw(key, &value.to_string());
+        self.raw(key, &crate::json::to_text(value));
     }
 
     fn into_chat(mut self) -> Result<ChatRequest, GatewayError> {

@@ -542,9 +542,13 @@ pub fn parse_chat_answer(body: &[u8], created: u64) -> Result<UpstreamAnswer, At
             "tool_use" => {
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 if s("name") == JSON_TOOL {
-                    json_answer = Some(input.to_string());
+                    json_answer = Some(crate::json::to_text(&input));
                 } else {
-                    tool_calls.push(common::tool_call(s("id"), s("name"), &input.to_string()));
+                    tool_calls.push(common::tool_call(
+                        s("id"),
+                        s("name"),
+                        &crate::json::to_text(&input),
+                    ));
                 }
             }
             _ => {}

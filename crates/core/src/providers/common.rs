@@ -17,7 +17,7 @@ pub fn put(m: &mut Map<String, Value>, key: &str, value: Value) {
 
 /// A string as a JSON string literal (quoted and escaped), for JSON written with `format!`.
 pub fn esc(text: &str) -> String {
-    String::from_utf8(crate::json::to_bytes(text)).unwrap_or_default()
+    crate::json::to_text(text)
 }
 
 /// `{"k": v, …}`: one shared function instead of the `json!` macro's code at every call site.
@@ -169,7 +169,7 @@ impl ChunkWriter {
         if let (Some(u), Some(o)) = (usage, chunk.as_object_mut()) {
             o.insert("usage".into(), u);
         }
-        frame_data(&chunk.to_string())
+        frame_data(&crate::json::to_text(&chunk))
     }
 
     /// One choice's delta (and finish reason).

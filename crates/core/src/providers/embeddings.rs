@@ -100,7 +100,7 @@ pub fn build(
             }
             (
                 format!("{base}/embeddings"),
-                Value::Object(body).to_string(),
+                crate::json::to_text(&Value::Object(body)),
             )
         }
         (Protocol::Gemini, Some(texts)) => {
@@ -109,7 +109,9 @@ pub fn build(
                 .body
                 .get("dimensions")
                 .filter(|d| !d.is_null())
-                .map_or(String::new(), |d| format!(r#","outputDimensionality":{d}"#));
+                .map_or(String::new(), |d| {
+                    format!(r#","outputDimensionality":{}"#, crate::json::to_text(d))
+                });
             let name = esc(&format!("models/{model}"));
             let mut requests = Vec::with_capacity(texts.len());
             for t in texts {
@@ -174,7 +176,7 @@ pub fn parse_answer(
         let embedding = if req.base64 {
             esc(&base64_f32(values))
         } else {
-            e["values"].to_string()
+            crate::json::to_text(&e["values"])
         };
         data.push(format!(
             r#"{{"object":"embedding","index":{i},"embedding":{embedding}}}"#

@@ -699,7 +699,7 @@ fn read_parts(candidate: &Value, response_id: &str, calls: &mut u64) -> Pieces {
             let id = call_id(call, response_id, *calls);
             *calls += 1;
             p.tool_calls
-                .push(common::tool_call(&id, name, &args.to_string()));
+                .push(common::tool_call(&id, name, &crate::json::to_text(&args)));
         } else if let Some(text) = part.get("text").and_then(Value::as_str) {
             if part.get("thought").and_then(Value::as_bool) == Some(true) {
                 p.reasoning.push_str(text);
