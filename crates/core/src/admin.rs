@@ -100,7 +100,7 @@ pub fn match_route<'a>(method: &str, path: &'a str) -> Match<'a> {
     if allow.is_empty() {
         Match::NotFound
     } else {
-        Match::WrongMethod(allow.join(", "))
+        Match::WrongMethod(crate::join(&allow, ", "))
     }
 }
 

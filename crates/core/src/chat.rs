@@ -206,7 +206,7 @@ fn check_messages(messages: Option<&Value>) -> Result<(), GatewayError> {
                 return Err(GatewayError::invalid(
                     format!(
                         "`messages[{i}].role` must be one of {}, got {r:?}",
-                        ROLES.join(", ")
+                        crate::join(ROLES, ", ")
                     ),
                     &format!("messages[{i}].role"),
                 ))
@@ -504,7 +504,7 @@ impl<'a> MessageView<'a> {
                 _ => None,
             })
             .collect();
-        texts.join(sep)
+        crate::join(&texts, sep)
     }
 
     /// An assistant message's `tool_calls`, each checked for an id and a function name.

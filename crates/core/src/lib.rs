@@ -22,3 +22,16 @@ pub mod tenancy;
 pub mod time;
 pub mod usage;
 pub mod vecmap;
+
+/// `parts.join(sep)` for string slices: a loop, instead of a second instance of the standard
+/// library's generic join (one is kept for `[String]`; wasm size).
+pub(crate) fn join(parts: &[&str], sep: &str) -> String {
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(p);
+    }
+    out
+}

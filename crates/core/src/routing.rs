@@ -316,7 +316,7 @@ pub fn plan(
             format!(
                 "no target of route {:?} may serve region {:?} (data residency)",
                 route.model,
-                tags.join(" + ")
+                crate::join(&tags, " + ")
             ),
         ));
     }
