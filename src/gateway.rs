@@ -31,6 +31,7 @@ use switchyard_core::cache::{self, CacheHeaders, CacheStatus, Entry, Lookup, Str
 use switchyard_core::config::{Config, ModelConfig, RouteConfig};
 use switchyard_core::error::{ErrorKind, GatewayError};
 use switchyard_core::ingress::Format;
+use switchyard_core::json::JsonWriter;
 use switchyard_core::logline::{attempts_header, rfc3339, AttemptRecord, LogLine};
 use switchyard_core::providers::Work;
 use switchyard_core::tenancy::{cost_nanos, format_usd, worst_case_nanos};
@@ -39,7 +40,7 @@ use worker::{console_log, Context, Env, Headers, Method, Request, Response};
 
 use crate::attempts::{self, Answer};
 use crate::cache::{self as kv_cache, Flight, Writer};
-use crate::http::{error_response, json_bytes, json_value, read_body, sane_request_id};
+use crate::http::{error_response, json_bytes, read_body, sane_request_id};
 use crate::platform::{self, hex, now_ms, random_bytes};
 use crate::relay::{self, StreamEnd};
 use crate::tenants::{self, records, Admission, Caller, Settlement};
@@ -73,9 +74,9 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
 
     let allowed_method = API_PATHS.iter().find(|(p, _)| *p == path).map(|(_, m)| *m);
     let result = match (method.clone(), path.as_str()) {
-        (Method::Get, "/healthz") => Ok(Handled::Done(json_value(
+        (Method::Get, "/healthz") => Ok(Handled::Done(json_bytes(
             200,
-            &serde_json::json!({"status": "ok"}),
+            br#"{"status":"ok"}"#.to_vec(),
         ))),
         (Method::Options, p) if is_api(p) => preflight(&env, req.headers()).await,
         (Method::Get, "/v1/models") => models(&env, &req).await,
@@ -201,18 +202,21 @@ async fn preflight(env: &Env, headers: &Headers) -> Result<Handled, GatewayError
 async fn models(env: &Env, req: &Request) -> Result<Handled, GatewayError> {
     let config = platform::config(env)?;
     let caller = tenants::authenticate(env, req.headers()).await?;
-    let data: Vec<_> = config
-        .routes
-        .iter()
-        .filter(|r| tenants::check_model(&caller, &r.model).is_ok())
-        .map(|r| {
-            serde_json::json!({"id": r.model, "object": "model", "created": 0, "owned_by": "switchyard"})
-        })
-        .collect();
-    Ok(Handled::Done(json_value(
-        200,
-        &serde_json::json!({"object": "list", "data": data}),
-    )))
+    // Written directly (keys in the order `json!` gave them), not built as values.
+    let mut w = JsonWriter::new();
+    w.open().key("data").open_list();
+    for r in &config.routes {
+        if tenants::check_model(&caller, &r.model).is_ok() {
+            w.open().key("created").u64(0).key("id").str(&r.model);
+            w.key("object")
+                .str("model")
+                .key("owned_by")
+                .str("switchyard");
+            w.close();
+        }
+    }
+    w.close_list().key("object").str("list").close();
+    Ok(Handled::Done(json_bytes(200, w.finish().into_bytes())))
 }
 
 fn prices<'a>(config: &'a Config, provider: &str, model: &str) -> Option<&'a ModelConfig> {

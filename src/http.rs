@@ -69,10 +69,6 @@ pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
     response(status, body, "application/json")
 }
 
-pub fn json_value(status: u16, value: &serde_json::Value) -> Response {
-    json_bytes(status, switchyard_core::json::to_bytes(value))
-}
-
 /// An error response in the caller's format (OpenAI-shaped unless the caller speaks Anthropic or
 /// Gemini) with the right status (and `Retry-After` when known).
 pub fn error_response(format: Format, err: &GatewayError) -> Response {
