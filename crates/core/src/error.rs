@@ -201,8 +201,19 @@ impl GatewayError {
         })
     }
 
+    /// [`to_json`](Self::to_json) as text, written directly (same keys, same order).
     pub fn to_body(&self) -> String {
-        crate::json::to_text(&self.to_json())
+        let mut w = crate::json::JsonWriter::new();
+        w.open().key("error").open();
+        w.key("code").str(self.kind.code());
+        w.key("message").str(&self.message);
+        w.key("param");
+        match &self.param {
+            Some(p) => w.str(p),
+            None => w.null(),
+        };
+        w.key("type").str(self.kind.type_str()).close().close();
+        w.finish()
     }
 }
 
@@ -216,6 +227,17 @@ impl std::error::Error for GatewayError {}
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn body_is_the_json_value_as_text() {
+        for e in [
+            GatewayError::internal("a \"quoted\" message"),
+            GatewayError::internal("x").with_param("messages[0].role"),
+        ] {
+            assert_eq!(e.to_body(), e.to_json().to_string());
+        }
+    }
+
     use super::*;
 
     #[test]
