@@ -159,17 +159,17 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     fn frame(&self, choices: Value, usage: Option<Value>) -> Vec<u8> {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if let (Some(u), Some(o)) = (usage, chunk.as_object_mut()) {
-            o.insert("usage".into(), u);
+        // Written directly, keys in the order `json!` gave them (sorted).
+        let mut w = crate::json::JsonWriter::new();
+        w.open().key("choices").raw(&crate::json::to_text(&choices));
+        w.key("created").u64(self.created).key("id").str(&self.id);
+        w.key("model").str(&self.model);
+        w.key("object").str("chat.completion.chunk");
+        if let Some(u) = usage {
+            w.key("usage").raw(&crate::json::to_text(&u));
         }
-        frame_data(&crate::json::to_text(&chunk))
+        w.close();
+        frame_data(&w.finish())
     }
 
     /// One choice's delta (and finish reason).
