@@ -302,6 +302,20 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// JSON bytes, always through serde_json's `&mut Vec<u8>` writer: one instance of its
+/// serialiser in the worker instead of one per writer type (wasm size).
+pub fn to_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = serde_json::to_writer(&mut out, v);
+    out
+}
+
+/// JSON text, through the same writer as [`to_bytes`]; never `Value`'s `Display` (which links
+/// two more copies of the serialiser, compact and pretty).
+pub fn to_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    String::from_utf8(to_bytes(v)).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -423,18 +437,4 @@ mod tests {
             "missing field `x`".to_string()
         );
     }
-}
-
-/// JSON bytes, always through serde_json's `&mut Vec<u8>` writer: one instance of its
-/// serialiser in the worker instead of one per writer type (wasm size).
-pub fn to_bytes<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = serde_json::to_writer(&mut out, v);
-    out
-}
-
-/// JSON text, through the same writer as [`to_bytes`]; never `Value`'s `Display` (which links
-/// two more copies of the serialiser, compact and pretty).
-pub fn to_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    String::from_utf8(to_bytes(v)).unwrap_or_default()
 }
