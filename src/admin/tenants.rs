@@ -541,10 +541,7 @@ async fn spend(
         match gate::view(env, id, &limits).await {
             Ok(v) => Some(v),
             Err(e) => {
-                console_error!(
-                    "{{\"msg\":\"switchyard.gate_unavailable\",\"tenant\":\"{id}\",\"error\":{}}}",
-                    switchyard_core::providers::esc(&e.to_string())
-                );
+                crate::tenants::gate_unavailable(id, &e);
                 None
             }
         }

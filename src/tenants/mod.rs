@@ -244,15 +244,7 @@ pub async fn admit(
         Ok(r) => r,
         Err(e) => {
             // Availability first: a gate outage admits (and is logged); the ledger stays exact.
-            console_error!(
-                "{}",
-                failure_line(
-                    "switchyard.gate_unavailable",
-                    "tenant",
-                    &caller.tenant.id,
-                    &e.to_string()
-                )
-            );
+            gate_unavailable(&caller.tenant.id, &e);
             return Ok(Admission { gated: false });
         }
     };
@@ -304,6 +296,19 @@ fn refusal_error(resp: &AdmitResponse) -> GatewayError {
         )
         .with_retry_after(retry.or(Some(1))),
     }
+}
+
+/// A gate call failed (unreachable, slow or unreadable): logged, never shown to the caller.
+pub(crate) fn gate_unavailable(tenant: &str, e: &worker::Error) {
+    console_error!(
+        "{}",
+        failure_line(
+            "switchyard.gate_unavailable",
+            "tenant",
+            tenant,
+            &e.to_string()
+        )
+    );
 }
 
 /// One answered request, for the ledger and the gate.
@@ -374,15 +379,7 @@ async fn settle_gate(
             resp.alerts
         }
         Err(e) => {
-            console_error!(
-                "{}",
-                failure_line(
-                    "switchyard.gate_unavailable",
-                    "tenant",
-                    &caller.tenant.id,
-                    &e.to_string()
-                )
-            );
+            gate_unavailable(&caller.tenant.id, &e);
             Vec::new()
         }
     }
