@@ -32,7 +32,7 @@ import httpx
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import TOKEN, bench_config  # noqa: E402
+from run import TOKEN, bench_config, request_once  # noqa: E402
 from conftest import FAKE_BIN, _stop, free_port, seed_sql, start_wrangler  # noqa: E402
 
 
@@ -173,14 +173,7 @@ def main() -> None:
         client = httpx.Client(timeout=30, headers={"authorization": f"Bearer {TOKEN}"})
 
         def one() -> None:
-            if args.stream:
-                with client.stream("POST", url, json=body) as r:
-                    for _ in r.iter_bytes():
-                        pass
-                    ok = r.status_code == 200
-            else:
-                ok = client.post(url, json=body).status_code == 200
-            if not ok:
+            if not request_once(client, url, body, args.stream):
                 raise SystemExit("request failed")
 
         for _ in range(50):

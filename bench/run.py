@@ -85,19 +85,22 @@ def bench_config(upstream: str) -> dict:
     }
 
 
+def request_once(client: httpx.Client, url: str, body: dict, stream: bool) -> bool:
+    """One request, its answer read to the end; whether it was a 200."""
+    if stream:
+        with client.stream("POST", url, json=body) as r:
+            for _ in r.iter_bytes():
+                pass
+            return r.status_code == 200
+    return client.post(url, json=body).status_code == 200
+
+
 def measure(name: str, proc: subprocess.Popen, url: str, body: dict, headers: dict, n: int, stream: bool) -> dict:
     client = httpx.Client(timeout=30, headers=headers)
 
     def one() -> float:
         t = time.perf_counter()
-        if stream:
-            with client.stream("POST", url, json=body) as r:
-                for _ in r.iter_bytes():
-                    pass
-                ok = r.status_code == 200
-        else:
-            ok = client.post(url, json=body).status_code == 200
-        if not ok:
+        if not request_once(client, url, body, stream):
             raise SystemExit(f"{name}: request failed")
         return time.perf_counter() - t
 
