@@ -150,6 +150,16 @@ impl Window {
     }
 }
 
+/// The stored forms' common end: `"requests":{window},"tokens":{window}}`.
+fn finish_with_windows(mut w: JsonWriter, requests: &Window, tokens: &Window) -> String {
+    w.key("requests");
+    requests.write(&mut w);
+    w.key("tokens");
+    tokens.write(&mut w);
+    w.close();
+    w.finish()
+}
+
 impl TenantGate {
     /// The stored form: `{"spend":{"day":{"start_ms":…,"spent_nanos":…,"alerted":…},…},
     /// "reservations":{"<request id>":{"nanos":…,"expires_ms":…},…},"requests":{window},
@@ -178,12 +188,8 @@ impl TenantGate {
                 .u64(r.expires_ms)
                 .close();
         }
-        w.close().key("requests");
-        self.requests.write(&mut w);
-        w.key("tokens");
-        self.tokens.write(&mut w);
         w.close();
-        w.finish()
+        finish_with_windows(w, &self.requests, &self.tokens)
     }
 
     pub fn from_json(text: &[u8]) -> Result<TenantGate, DecodeError> {
@@ -240,12 +246,8 @@ impl UserGate {
         for (id, n) in &self.reserved {
             w.key(id).u64(*n);
         }
-        w.close().key("requests");
-        self.requests.write(&mut w);
-        w.key("tokens");
-        self.tokens.write(&mut w);
         w.close();
-        w.finish()
+        finish_with_windows(w, &self.requests, &self.tokens)
     }
 
     pub fn from_json(text: &[u8]) -> Result<UserGate, DecodeError> {
